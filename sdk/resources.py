@@ -1,0 +1,321 @@
+"""Resource collections: ``client.<collection>.create/retrieve/list/delete`` (+ ``wait``)."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from urllib.parse import quote
+
+from pydantic import TypeAdapter
+
+from sdk.errors import ResourceFailedError, WaitTimeoutError
+from sdk.types import (
+    TERMINAL_STATUSES,
+    Dataset,
+    DatasetCreate,
+    DatasetGroup,
+    DatasetGroupCreate,
+    DatasetImportJob,
+    DatasetImportJobCreate,
+    DatasetKind,
+    ImportMode,
+    ImportSource,
+    ResourceName,
+    Schema,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from sdk.client import Client
+
+__all__ = ["DatasetGroups", "DatasetImportJobs", "Datasets", "Uploads"]
+
+UPLOAD_CHUNK_SIZE = 1 << 20
+Format = Literal["csv", "parquet"]
+
+
+class _Waitable(Protocol):
+    @property
+    def status(self) -> Status: ...
+
+
+R = TypeVar("R", bound=_Waitable)
+
+
+def _seg(name: str) -> str:
+    """One URL path segment (names are validated by the server; this keeps them one segment)."""
+    return quote(str(name), safe="")
+
+
+def _kind(kind: DatasetKind | str) -> str:
+    return DatasetKind(kind).value
+
+
+def _wait(
+    retrieve: Callable[[], R],
+    *,
+    timeout: float,
+    poll_interval: float,
+    on_progress: Callable[[R], None] | None,
+    sleep: Callable[[float], None],
+) -> R:
+    """Poll `retrieve` until the resource is ACTIVE or CREATE_FAILED."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resource = retrieve()
+        if on_progress is not None:
+            on_progress(resource)
+        if resource.status == Status.CREATE_FAILED:
+            raise ResourceFailedError(resource)
+        if resource.status in TERMINAL_STATUSES:
+            return resource
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WaitTimeoutError(resource, timeout)
+        sleep(min(poll_interval, remaining))
+
+
+class _Collection:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+
+class DatasetGroups(_Collection):
+    """``client.dataset_groups``: the top-level containers of datasets, solutions, campaigns."""
+
+    def create(
+        self, name: str, *, description: str = "", idempotency_key: str | None = None
+    ) -> DatasetGroup:
+        """Create a dataset group (``POST /v1/dataset-groups``)."""
+        body = DatasetGroupCreate(name=name, description=description)
+        resp = self._client.request(
+            "POST",
+            "/v1/dataset-groups",
+            json=body.model_dump(mode="json"),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return DatasetGroup.model_validate(resp.json())
+
+    def retrieve(self, name: str) -> DatasetGroup:
+        """Get one dataset group."""
+        resp = self._client.request("GET", f"/v1/dataset-groups/{_seg(name)}")
+        return DatasetGroup.model_validate(resp.json())
+
+    def list(self) -> builtins.list[DatasetGroup]:
+        """All dataset groups of the tenant (every page)."""
+        items = self._client.paginate("/v1/dataset-groups")
+        return [DatasetGroup.model_validate(item) for item in items]
+
+    def delete(self, name: str, *, force: bool = False) -> None:
+        """Delete a dataset group; `force` also deletes its children."""
+        self._client.request(
+            "DELETE",
+            f"/v1/dataset-groups/{_seg(name)}",
+            params={"force": "true" if force else "false"},
+        )
+
+
+class Datasets(_Collection):
+    """``client.datasets``: the interactions/items/users datasets of a group."""
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        kind: DatasetKind | str,
+        schema: Schema | dict[str, Any],
+        idempotency_key: str | None = None,
+    ) -> Dataset:
+        """Declare a dataset and its schema (validated locally with the server's rules)."""
+        body = DatasetCreate.model_validate({"kind": kind, "schema": schema})
+        resp = self._client.request(
+            "POST",
+            f"/v1/dataset-groups/{_seg(dataset_group)}/datasets",
+            json=body.model_dump(mode="json", by_alias=True),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return Dataset.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, kind: DatasetKind | str) -> Dataset:
+        """Get one dataset."""
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/datasets/{_kind(kind)}"
+        return Dataset.model_validate(self._client.request("GET", path).json())
+
+    def list(self, dataset_group: str) -> builtins.list[Dataset]:
+        """All datasets of a group."""
+        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/datasets")
+        return [Dataset.model_validate(item) for item in items]
+
+    def delete(self, dataset_group: str, kind: DatasetKind | str) -> None:
+        """Delete a dataset."""
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/datasets/{_kind(kind)}"
+        self._client.request("DELETE", path)
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(UPLOAD_CHUNK_SIZE):
+            yield chunk
+
+
+class Uploads(_Collection):
+    """``client.uploads``: send a local file to the platform for a later import."""
+
+    def create(self, file: str | os.PathLike[str], *, idempotency_key: str | None = None) -> str:
+        """Upload a file, streamed from disk (re-read from the start on a retry).
+
+        Args:
+            file: Path of a local CSV or Parquet file.
+            idempotency_key: Sent as ``Idempotency-Key``; a uuid4 by default.
+
+        Returns:
+            The upload id, to use as ``ImportSource(upload_id=...)``.
+        """
+        path = Path(file)
+        size = path.stat().st_size  # FileNotFoundError before any request
+        resp = self._client.request(
+            "POST",
+            "/v1/uploads",
+            content=lambda: _file_chunks(path),
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(size),
+                "X-Filename": path.name,
+            },
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return str(resp.json()["upload_id"])
+
+
+def _default_import_name() -> str:
+    return f"import-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+
+
+class DatasetImportJobs(_Collection):
+    """``client.dataset_import_jobs``: load a file into a dataset as a new snapshot."""
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        dataset: DatasetKind | str,
+        source: str | os.PathLike[str],
+        name: str | None = None,
+        mode: ImportMode | str = "full",
+        format: Format | None = None,
+        idempotency_key: str | None = None,
+    ) -> DatasetImportJob:
+        """Start an import job.
+
+        Args:
+            dataset_group: The group.
+            dataset: The dataset kind to import into.
+            source: An ``s3://bucket/key`` URI the platform reads, or a local path that is
+                uploaded first.
+            name: Job name; ``import-<utc yyyymmddHHMMSS>-<6 hex>`` by default.
+            mode: ``full`` replaces the data; ``incremental`` appends.
+            format: ``csv`` or ``parquet``; detected by the server when omitted.
+            idempotency_key: Sent as ``Idempotency-Key``; a uuid4 by default.
+
+        Returns:
+            The job, usually still ``CREATE_PENDING``; see `wait`.
+        """
+        name = TypeAdapter(ResourceName).validate_python(name or _default_import_name())
+        dataset, mode = DatasetKind(dataset), ImportMode(mode)
+        text = os.fspath(source)
+        if text.startswith("s3://"):
+            src = ImportSource(uri=text, format=format)
+        elif "://" in text:
+            raise ValueError(f"source must be an s3:// URI or a local path, got {text!r}")
+        else:
+            upload_id = self._client.uploads.create(text)
+            src = ImportSource(upload_id=upload_id, format=format)
+        body = DatasetImportJobCreate(name=name, dataset=dataset, source=src, mode=mode)
+        resp = self._client.request(
+            "POST",
+            f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs",
+            json=body.model_dump(mode="json", exclude_none=True),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return DatasetImportJob.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, name: str) -> DatasetImportJob:
+        """Get one import job."""
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs/{_seg(name)}"
+        return DatasetImportJob.model_validate(self._client.request("GET", path).json())
+
+    def list(self, dataset_group: str) -> builtins.list[DatasetImportJob]:
+        """All import jobs of a group."""
+        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs")
+        return [DatasetImportJob.model_validate(item) for item in items]
+
+    def wait(
+        self,
+        dataset_group: str,
+        name: str,
+        *,
+        timeout: float = 3600,
+        poll_interval: float = 1.0,
+        on_progress: Callable[[DatasetImportJob], None] | None = None,
+    ) -> DatasetImportJob:
+        """Poll a job until it is ACTIVE.
+
+        Args:
+            dataset_group: The group.
+            name: The job.
+            timeout: Seconds to wait in all.
+            poll_interval: Seconds between polls.
+            on_progress: Called with the job after every poll.
+
+        Returns:
+            The ACTIVE job.
+
+        Raises:
+            ResourceFailedError: The job ended in CREATE_FAILED.
+            WaitTimeoutError: The job was not terminal within `timeout`.
+        """
+        return _wait(
+            lambda: self.retrieve(dataset_group, name),
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            sleep=self._client._sleep,
+        )
+
+    def create_and_wait(
+        self,
+        dataset_group: str,
+        *,
+        dataset: DatasetKind | str,
+        source: str | os.PathLike[str],
+        name: str | None = None,
+        mode: ImportMode | str = "full",
+        format: Format | None = None,
+        idempotency_key: str | None = None,
+        timeout: float = 3600,
+        poll_interval: float = 1.0,
+        on_progress: Callable[[DatasetImportJob], None] | None = None,
+    ) -> DatasetImportJob:
+        """`create` then `wait`; see both for the arguments."""
+        job = self.create(
+            dataset_group,
+            dataset=dataset,
+            source=source,
+            name=name,
+            mode=mode,
+            format=format,
+            idempotency_key=idempotency_key,
+        )
+        return self.wait(
+            dataset_group,
+            job.name,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+        )

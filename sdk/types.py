@@ -1,0 +1,277 @@
+"""The API contract: request and resource models shared by the SDK and the control plane.
+
+The server validates every request with these same classes, so an error raised here on the
+client is the error the server would give. Nouns follow Amazon Personalize.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "NAME_PATTERN",
+    "FIELD_NAME_PATTERN",
+    "ResourceName",
+    "FieldName",
+    "Status",
+    "FieldType",
+    "Role",
+    "DatasetKind",
+    "ImportMode",
+    "SchemaField",
+    "Schema",
+    "DatasetGroup",
+    "DatasetGroupCreate",
+    "Dataset",
+    "DatasetCreate",
+    "ImportSource",
+    "ImportProgress",
+    "DatasetImportJob",
+    "DatasetImportJobCreate",
+    "ErrorBody",
+    "Page",
+    "TERMINAL_STATUSES",
+]
+
+NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$"
+FIELD_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+ResourceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+FieldName = Annotated[str, StringConstraints(pattern=FIELD_NAME_PATTERN)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, use_enum_values=False)
+
+
+class Status(str, Enum):
+    """Lifecycle of every long-running resource (Personalize's vocabulary)."""
+
+    CREATE_PENDING = "CREATE_PENDING"
+    CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+    ACTIVE = "ACTIVE"
+    CREATE_FAILED = "CREATE_FAILED"
+    DELETE_PENDING = "DELETE_PENDING"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+
+
+TERMINAL_STATUSES = frozenset({Status.ACTIVE, Status.CREATE_FAILED})
+
+
+class FieldType(str, Enum):
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    TIMESTAMP = "timestamp"
+    CATEGORICAL = "categorical"
+    TEXT = "text"
+
+
+class Role(str, Enum):
+    USER_ID = "USER_ID"
+    ITEM_ID = "ITEM_ID"
+    TIMESTAMP = "TIMESTAMP"
+    EVENT_TYPE = "EVENT_TYPE"
+    EVENT_VALUE = "EVENT_VALUE"
+    SESSION_ID = "SESSION_ID"
+    TAGS = "TAGS"
+
+
+class DatasetKind(str, Enum):
+    INTERACTIONS = "interactions"
+    ITEMS = "items"
+    USERS = "users"
+
+
+class ImportMode(str, Enum):
+    FULL = "full"
+    INCREMENTAL = "incremental"
+
+
+# Which field types a role may take, and which roles each dataset kind needs.
+_ROLE_TYPES: dict[Role, set[FieldType]] = {
+    Role.USER_ID: {FieldType.STRING},
+    Role.ITEM_ID: {FieldType.STRING},
+    Role.SESSION_ID: {FieldType.STRING},
+    Role.EVENT_TYPE: {FieldType.STRING},
+    Role.TIMESTAMP: {FieldType.TIMESTAMP},
+    Role.EVENT_VALUE: {FieldType.FLOAT, FieldType.INT},
+    Role.TAGS: {FieldType.CATEGORICAL},
+}
+_REQUIRED_ROLES: dict[DatasetKind, set[Role]] = {
+    DatasetKind.INTERACTIONS: {Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP},
+    DatasetKind.ITEMS: {Role.ITEM_ID},
+    DatasetKind.USERS: {Role.USER_ID},
+}
+_ALLOWED_ROLES: dict[DatasetKind, set[Role]] = {
+    DatasetKind.INTERACTIONS: set(Role),
+    DatasetKind.ITEMS: {Role.ITEM_ID, Role.TIMESTAMP, Role.TAGS},
+    DatasetKind.USERS: {Role.USER_ID, Role.TAGS},
+}
+# ID roles can never be null: a row without its user or item is unusable.
+NON_NULL_ROLES = frozenset({Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP})
+
+
+class SchemaField(_Model):
+    """One column of a dataset."""
+
+    name: FieldName = Field(description="Column name as it appears in the source file.")
+    type: FieldType = Field(description="Value type; categorical is multi-valued (list of strings).")
+    role: Role | None = Field(default=None, description="What the column means to recipes.")
+    nullable: bool = Field(default=True, description="Whether empty values are allowed.")
+
+    @model_validator(mode="after")
+    def _role_type(self) -> SchemaField:
+        if self.role is not None:
+            allowed = _ROLE_TYPES[self.role]
+            if self.type not in allowed:
+                names = ", ".join(sorted(t.value for t in allowed))
+                raise ValueError(
+                    f"field {self.name!r}: role {self.role.value} needs type {names}, "
+                    f"not {self.type.value}"
+                )
+            if self.role in NON_NULL_ROLES:
+                self.nullable = False
+        return self
+
+
+class Schema(_Model):
+    """The columns of one dataset, with the roles recipes rely on."""
+
+    fields: list[SchemaField] = Field(min_length=1, max_length=256)
+    categorical_delimiter: str = Field(
+        default="|",
+        min_length=1,
+        max_length=1,
+        description="Separator of multi-valued categorical cells in CSV (e.g. 'a|b').",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> Schema:
+        seen: set[str] = set()
+        roles: set[Role] = set()
+        for f in self.fields:
+            if f.name in seen:
+                raise ValueError(f"field {f.name!r} appears twice")
+            seen.add(f.name)
+            if f.role is not None:
+                if f.role in roles:
+                    raise ValueError(f"role {f.role.value} is given to more than one field")
+                roles.add(f.role)
+        return self
+
+    def field_for(self, role: Role) -> SchemaField | None:
+        """The field carrying `role`, if any."""
+        return next((f for f in self.fields if f.role == role), None)
+
+    def check_kind(self, kind: DatasetKind) -> None:
+        """Raise ValueError if this schema cannot describe a dataset of `kind`."""
+        roles = {f.role for f in self.fields if f.role is not None}
+        missing = _REQUIRED_ROLES[kind] - roles
+        if missing:
+            names = ", ".join(sorted(r.value for r in missing))
+            raise ValueError(f"a {kind.value} schema needs a field with role {names}")
+        extra = roles - _ALLOWED_ROLES[kind]
+        if extra:
+            names = ", ".join(sorted(r.value for r in extra))
+            raise ValueError(f"role {names} is not allowed in a {kind.value} schema")
+
+
+class _Resource(_Model):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    status: Status
+    failure_reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatasetGroupCreate(_Model):
+    name: ResourceName = Field(description="Unique within the tenant.")
+    description: str = Field(default="", max_length=1000)
+
+
+class DatasetGroup(_Resource):
+    description: str = ""
+
+
+class DatasetCreate(_Model):
+    kind: DatasetKind
+    schema_: Schema = Field(alias="schema")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> DatasetCreate:
+        self.schema_.check_kind(self.kind)
+        return self
+
+
+class Dataset(_Resource):
+    dataset_group: str
+    kind: DatasetKind
+    schema_: Schema = Field(alias="schema")
+    current_snapshot: str | None = None
+    row_count: int = 0
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class ImportSource(_Model):
+    """Where the data come from: an upload made through the API, or a URI the platform reads."""
+
+    upload_id: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{32}$")] | None = None
+    uri: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    format: Literal["csv", "parquet"] | None = Field(
+        default=None, description="Detected from the content when omitted."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ImportSource:
+        if (self.upload_id is None) == (self.uri is None):
+            raise ValueError("give exactly one of upload_id or uri")
+        if self.uri is not None and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", self.uri):
+            raise ValueError(f"uri must look like s3://bucket/key, got {self.uri!r}")
+        return self
+
+
+class DatasetImportJobCreate(_Model):
+    name: ResourceName
+    dataset: DatasetKind
+    source: ImportSource
+    mode: ImportMode = ImportMode.FULL
+
+
+class ImportProgress(_Model):
+    model_config = ConfigDict(extra="ignore")
+    rows: int = 0
+    bytes_read: int = 0
+    bytes_total: int | None = None
+
+
+class DatasetImportJob(_Resource):
+    dataset_group: str
+    dataset: DatasetKind
+    mode: ImportMode
+    source: ImportSource
+    source_name: str | None = Field(default=None, description="The uploaded file's name or the URI.")
+    progress: ImportProgress = Field(default_factory=ImportProgress)
+    snapshot_id: str | None = None
+
+
+class ErrorBody(_Model):
+    """The body of every error answer: `{"error": {"type", "message", "field"?}}`."""
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+class Page(_Model):
+    model_config = ConfigDict(extra="ignore")
+    items: list[dict]
+    next_token: str | None = None

@@ -1,0 +1,370 @@
+"""The control plane: the platform's authenticated HTTP API (FastAPI).
+
+Every request under /v1 is authenticated to exactly one tenant by its API key; the tenant is
+never read from the request. Resource keys are built from the tenant and validated names only
+(store.Keys), so one tenant's request cannot name another tenant's resource: it gets a 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Annotated, Any, Callable
+from urllib.parse import urlparse
+
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sdk.types import (
+    NAME_PATTERN,
+    Dataset,
+    DatasetCreate,
+    DatasetGroup,
+    DatasetGroupCreate,
+    DatasetImportJob,
+    DatasetImportJobCreate,
+    DatasetKind,
+    Status,
+)
+from store import AlreadyExists, Keys, NotFound, Store, now_iso
+from store.snapshots import read_current
+from store.tenants import resolve_api_key
+
+__all__ = ["create_app", "ApiError", "JobSubmitter"]
+
+log = logging.getLogger("tagrec.control_plane")
+
+JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the import
+MAX_JSON_BYTES = 1 << 20
+DEFAULT_MAX_UPLOAD_BYTES = 50 << 30
+_AUTH_CACHE_S = 30.0
+
+Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
+
+
+class ApiError(Exception):
+    """An error answer: `{"error": {"type", "message", "field"}}` with an HTTP status."""
+
+    def __init__(self, status: int, type_: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message, self.field = status, type_, message, field
+        self.headers = headers
+
+
+def _error(status: int, type_: str, message: str, field: str | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message, "field": field}},
+                        status_code=status, headers=headers)
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def _page(items: list[dict[str, Any]], max_results: int, next_token: str | None) -> dict[str, Any]:
+    items = sorted(items, key=lambda d: d["name"])
+    if next_token:
+        items = [d for d in items if d["name"] > next_token]
+    page = items[:max_results]
+    more = len(items) > max_results
+    return {"items": page, "next_token": page[-1]["name"] if more else None}
+
+
+def _tenant(request: Request, authorization: Annotated[str | None, Header()] = None,
+            x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """The tenant of the request's API key (401 without a valid one); the key decides alone."""
+    key = x_api_key
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise ApiError(401, "unauthenticated", "Authorization must be 'Bearer <api key>'")
+        key = value.strip()
+    if not key:
+        raise ApiError(401, "unauthenticated",
+                       "missing API key: send 'Authorization: Bearer <api key>'")
+    cache: dict[str, tuple[str, float]] = request.app.state.auth_cache
+    hit = cache.get(key)
+    if hit and hit[1] > time.monotonic():
+        return hit[0]
+    found = resolve_api_key(request.app.state.store.registry, key)
+    if found is None:
+        raise ApiError(401, "unauthenticated", "invalid API key")
+    cache[key] = (found, time.monotonic() + _AUTH_CACHE_S)
+    return found
+
+
+Tenant = Annotated[str, Depends(_tenant)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def create_app(store: Store, submit_import: JobSubmitter, *,
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+    """The control plane app over `store`; `submit_import` starts an import job (e.g. on Ray)."""
+    app = FastAPI(title="tagrec control plane", version="0.1.0",
+                  description="Datasets, recipes, training and campaigns, per tenant.")
+    registry = store.registry
+    app.state.store = store
+    app.state.auth_cache = {}
+
+    # ---- errors: every failure is a typed JSON body, never an HTML page or a bare 500 ----
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+        return _error(e.status, e.type, e.message, e.field, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+        field = ".".join(loc) or None
+        msg = first.get("msg", "invalid input")
+        if first.get("type") == "json_invalid":
+            return _error(400, "invalid_json", f"request body is not valid JSON: {msg}")
+        given = first.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
+        return _error(400, "invalid_input", f"{field or 'request'}: {msg}{shown}", field)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        type_ = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _error(e.status_code, type_, str(e.detail))
+
+    @app.exception_handler(NotFound)
+    async def _store_not_found(_: Request, e: NotFound) -> JSONResponse:
+        return _error(404, "not_found", "resource not found")
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error")
+        return _error(500, "internal_error", f"internal error ({type(e).__name__})")
+
+    @app.middleware("http")
+    async def _limit_json(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if request.url.path != "/v1/uploads" and length and length.isdigit() \
+                and int(length) > MAX_JSON_BYTES:
+            return _error(413, "payload_too_large",
+                          f"request body of {length} bytes exceeds {MAX_JSON_BYTES} bytes")
+        return await call_next(request)
+
+    def _create(key: str, doc: dict[str, Any], idem: str | None, what: str,
+                response: Response) -> dict[str, Any]:
+        """Create a record; replay the stored one if this is a retry of the same create."""
+        now = now_iso()
+        doc = {**doc, "created_at": now, "updated_at": now, "idempotency_key": idem}
+        try:
+            registry.create(key, doc)
+            response.status_code = 201
+            return doc
+        except AlreadyExists:
+            existing = registry.read(key)
+            if idem and existing.get("idempotency_key") == idem:
+                response.status_code = 200
+                return existing
+            raise ApiError(409, "conflict", f"{what} already exists") from None
+
+    def _group(keys: Keys, group: str) -> dict[str, Any]:
+        try:
+            return registry.read(keys.group_record(group))
+        except NotFound:
+            raise _not_found(f"dataset group {group!r}") from None
+
+    # ---- health ----
+    @app.get("/healthz", tags=["platform"])
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": app.version}
+
+    @app.get("/v1/whoami", tags=["platform"])
+    def whoami(t: Tenant) -> dict[str, str]:
+        return {"tenant": t}
+
+    # ---- dataset groups ----
+    @app.post("/v1/dataset-groups", response_model=DatasetGroup, status_code=201,
+              tags=["dataset groups"])
+    def create_group(body: DatasetGroupCreate, t: Tenant, response: Response,
+                     idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        doc = {"name": body.name, "description": body.description, "status": Status.ACTIVE.value}
+        return _create(keys.group_record(body.name), doc, idem,
+                       f"dataset group {body.name!r}", response)
+
+    @app.get("/v1/dataset-groups", tags=["dataset groups"])
+    def list_groups(t: Tenant, max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
+                    next_token: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+        docs = registry.list(Keys(t).groups(), "/group.json")
+        page = _page(docs, max_results, next_token)
+        page["items"] = [DatasetGroup.model_validate(d).model_dump(mode="json") for d in page["items"]]
+        return page
+
+    @app.get("/v1/dataset-groups/{group}", response_model=DatasetGroup, tags=["dataset groups"])
+    def get_group(group: Name, t: Tenant) -> dict[str, Any]:
+        return _group(Keys(t), group)
+
+    @app.delete("/v1/dataset-groups/{group}", status_code=204, tags=["dataset groups"])
+    def delete_group(group: Name, t: Tenant, force: bool = False) -> Response:
+        keys = Keys(t)
+        _group(keys, group)
+        kinds = [k.value for k in DatasetKind if store.backend.exists(keys.dataset_record(group, k.value))]
+        if kinds and not force:
+            raise ApiError(409, "conflict",
+                           f"dataset group {group!r} has datasets ({', '.join(kinds)}): delete "
+                           f"them first or pass force=true")
+        # Children first, the group record last: a crash mid-way leaves a visible group to retry.
+        for key in store.backend.list(keys.group(group)):
+            if key != keys.group_record(group):
+                store.backend.delete(key)
+        store.backend.delete(keys.group_record(group))
+        return Response(status_code=204)
+
+    # ---- datasets ----
+    def _dataset_view(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+        manifest = read_current(store.backend, keys, group, doc["kind"])
+        view = {**doc, "current_snapshot": manifest.snapshot_id if manifest else None,
+                "row_count": manifest.rows if manifest else 0}
+        return Dataset.model_validate(view).model_dump(mode="json", by_alias=True)
+
+    @app.post("/v1/dataset-groups/{group}/datasets", response_model=Dataset, status_code=201,
+              tags=["datasets"], response_model_by_alias=True)
+    def create_dataset(group: Name, body: DatasetCreate, t: Tenant, response: Response,
+                       idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        doc = {"name": body.kind.value, "kind": body.kind.value, "dataset_group": group,
+               "status": Status.ACTIVE.value,
+               "schema": body.schema_.model_dump(mode="json", by_alias=True)}
+        doc = _create(keys.dataset_record(group, body.kind.value), doc, idem,
+                      f"{body.kind.value} dataset in group {group!r}", response)
+        return _dataset_view(keys, group, doc)
+
+    @app.get("/v1/dataset-groups/{group}/datasets", tags=["datasets"])
+    def list_datasets(group: Name, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        docs = [registry.read(keys.dataset_record(group, k.value)) for k in DatasetKind
+                if store.backend.exists(keys.dataset_record(group, k.value))]
+        return {"items": [_dataset_view(keys, group, d) for d in docs], "next_token": None}
+
+    def _dataset(keys: Keys, group: str, kind: DatasetKind) -> dict[str, Any]:
+        _group(keys, group)
+        try:
+            return registry.read(keys.dataset_record(group, kind.value))
+        except NotFound:
+            raise _not_found(f"{kind.value} dataset in group {group!r}") from None
+
+    @app.get("/v1/dataset-groups/{group}/datasets/{kind}", response_model=Dataset,
+             tags=["datasets"], response_model_by_alias=True)
+    def get_dataset(group: Name, kind: DatasetKind, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        return _dataset_view(keys, group, _dataset(keys, group, kind))
+
+    @app.delete("/v1/dataset-groups/{group}/datasets/{kind}", status_code=204, tags=["datasets"])
+    def delete_dataset(group: Name, kind: DatasetKind, t: Tenant) -> Response:
+        keys = Keys(t)
+        _dataset(keys, group, kind)
+        running = [j["name"] for j in registry.list(keys.import_jobs(group), ".json")
+                   if j["dataset"] == kind.value and j["status"] in _RUNNING]
+        if running:
+            raise ApiError(409, "conflict", f"import job {running[0]!r} is still running on the "
+                                            f"{kind.value} dataset; wait for it to finish")
+        store.backend.delete(keys.dataset_record(group, kind.value))
+        store.backend.delete_prefix(keys.dataset(group, kind.value))
+        return Response(status_code=204)
+
+    # ---- uploads (streamed straight to the store, never held in memory) ----
+    @app.post("/v1/uploads", status_code=201, tags=["datasets"])
+    async def upload(request: Request, t: Tenant,
+                     x_filename: Annotated[str | None, Header(max_length=255)] = None) -> dict[str, Any]:
+        keys = Keys(t)
+        upload_id = uuid.uuid4().hex
+        prefix = keys.upload(upload_id)
+        size = 0
+        out = store.backend.open_output(f"{prefix}/data")
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_upload_bytes:
+                    raise ApiError(413, "payload_too_large",
+                                   f"upload exceeds the limit of {max_upload_bytes} bytes")
+                out.write(chunk)
+            out.close()
+        except BaseException:
+            try:
+                out.close()
+            finally:
+                store.backend.delete_prefix(prefix)
+            raise
+        filename = (x_filename or "upload").replace("/", "_")[:255]
+        registry.create(f"{prefix}/upload.json",
+                        {"upload_id": upload_id, "size": size, "filename": filename,
+                         "created_at": now_iso()})
+        return {"upload_id": upload_id, "size": size}
+
+    # ---- dataset import jobs ----
+    @app.post("/v1/dataset-groups/{group}/import-jobs", response_model=DatasetImportJob,
+              status_code=201, tags=["datasets"])
+    def create_import_job(group: Name, body: DatasetImportJobCreate, t: Tenant, response: Response,
+                          idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _dataset(keys, group, body.dataset)
+        source = body.source.model_dump(mode="json", exclude_none=True)
+        source_name = body.source.uri
+        if body.source.upload_id:
+            try:
+                meta = registry.read(f"{keys.upload(body.source.upload_id)}/upload.json")
+            except NotFound:
+                raise ApiError(404, "not_found", f"upload {body.source.upload_id!r} not found",
+                               "source.upload_id") from None
+            source_name = meta["filename"]
+        elif _inside_store(store, body.source.uri or ""):
+            raise ApiError(400, "invalid_input", "source.uri points inside the platform's own "
+                                                 "store; give a bucket of yours", "source.uri")
+        doc = {"name": body.name, "dataset_group": group, "dataset": body.dataset.value,
+               "mode": body.mode.value, "source": source, "source_name": source_name, "status": Status.CREATE_PENDING.value,
+               "progress": {"rows": 0, "bytes_read": 0, "bytes_total": None}}
+        doc = _create(keys.import_job(group, body.name), doc, idem,
+                      f"import job {body.name!r}", response)
+        if response.status_code == 201:
+            try:
+                submit_import(t, group, body.name)
+            except Exception as e:  # the job cannot start: say so on the job
+                log.exception("could not submit import job")
+                doc = registry.update(keys.import_job(group, body.name), lambda d: {
+                    **d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
+                    "failure_reason": f"could not start the job: {type(e).__name__}: {e}"})
+        return doc
+
+    @app.get("/v1/dataset-groups/{group}/import-jobs", tags=["datasets"])
+    def list_import_jobs(group: Name, t: Tenant,
+                         max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         next_token: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        page = _page(registry.list(keys.import_jobs(group), ".json"), max_results, next_token)
+        page["items"] = [DatasetImportJob.model_validate(d).model_dump(mode="json")
+                         for d in page["items"]]
+        return page
+
+    @app.get("/v1/dataset-groups/{group}/import-jobs/{job}", response_model=DatasetImportJob,
+             tags=["datasets"])
+    def get_import_job(group: Name, job: Name, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        try:
+            return registry.read(keys.import_job(group, job))
+        except NotFound:
+            raise _not_found(f"import job {job!r}") from None
+
+    return app
+
+
+_RUNNING = {Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value}
+
+
+def _inside_store(store: Store, uri: str) -> bool:
+    """Whether an s3:// URI names the platform's own bucket (other tenants' data live there)."""
+    own = urlparse(store.config.uri)
+    return own.scheme == "s3" and urlparse(uri).netloc == own.netloc
+

@@ -1,0 +1,62 @@
+"""Run the control plane as a process: `python -m serving.local --store URI --port N`.
+
+`tagrec up` starts this in the background on 127.0.0.1; in the cloud the same app runs behind
+HTTPS. Jobs go to a Ray cluster (a local one started on first use, or `--ray-address`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI
+
+from store import Store, StoreConfig
+from training_jobs.runner import make_runner
+
+from .app import create_app
+
+__all__ = ["build_app", "main"]
+
+
+def build_app(store_uri: str | None = None, executor: str = "ray",
+              ray_address: str | None = None) -> FastAPI:
+    """The control plane with its job runner; the runner stops with the app."""
+    store = Store(StoreConfig.from_env(store_uri))
+    runner = make_runner(store, executor, ray_address)
+    app = create_app(store, runner.submit_import)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                runner.shutdown()
+
+    app.router.lifespan_context = lifespan
+    app.state.runner = runner
+    app.state.store = store
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    p = argparse.ArgumentParser(description="tagrec control plane")
+    p.add_argument("--store", default=None, help="file:///path or s3://bucket/prefix")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--executor", choices=["ray", "thread"], default="ray")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster; default: local")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = build_app(a.store, a.executor, a.ray_address)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Resource records: JSON documents with atomic create and compare-and-swap updates."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from sdk.types import NAME_PATTERN
+
+from .fs import Backend, PreconditionFailed
+
+__all__ = [
+    "AlreadyExists",
+    "NotFound",
+    "Registry",
+    "Keys",
+    "now_iso",
+    "validate_name",
+]
+
+_NAME = re.compile(NAME_PATTERN)
+
+
+class NotFound(KeyError):
+    """No record at this key."""
+
+
+class AlreadyExists(Exception):
+    """A record already exists at this key."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def validate_name(value: str, what: str = "name") -> str:
+    """Return `value` if it is a valid resource name, else raise ValueError naming it."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ValueError(f"invalid {what} {value!r}: must match {NAME_PATTERN}")
+    return value
+
+
+class Keys:
+    """Every key of one tenant, built only from validated names (DESIGN.md §2)."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = validate_name(tenant, "tenant")
+        self.root = f"tenants/{tenant}"
+
+    def groups(self) -> str:
+        return f"{self.root}/dataset-groups"
+
+    def group(self, group: str) -> str:
+        return f"{self.groups()}/{validate_name(group, 'dataset group')}"
+
+    def group_record(self, group: str) -> str:
+        return f"{self.group(group)}/group.json"
+
+    def dataset(self, group: str, kind: str) -> str:
+        if kind not in ("interactions", "items", "users"):
+            raise ValueError(f"invalid dataset kind {kind!r}")
+        return f"{self.group(group)}/datasets/{kind}"
+
+    def dataset_record(self, group: str, kind: str) -> str:
+        return f"{self.dataset(group, kind)}/dataset.json"
+
+    def current(self, group: str, kind: str) -> str:
+        return f"{self.dataset(group, kind)}/CURRENT"
+
+    def snapshot(self, group: str, kind: str, snapshot_id: str) -> str:
+        return f"{self.dataset(group, kind)}/snapshots/{validate_name(snapshot_id, 'snapshot id')}"
+
+    def import_jobs(self, group: str) -> str:
+        return f"{self.group(group)}/import-jobs"
+
+    def import_job(self, group: str, job: str) -> str:
+        return f"{self.import_jobs(group)}/{validate_name(job, 'import job')}.json"
+
+    def upload(self, upload_id: str) -> str:
+        if not re.fullmatch(r"[a-f0-9]{32}", upload_id):
+            raise ValueError(f"invalid upload id {upload_id!r}")
+        return f"{self.root}/uploads/{upload_id}"
+
+
+@dataclass
+class Record:
+    doc: dict[str, Any]
+    etag: str
+
+
+class Registry:
+    """JSON records over a backend. Writers never overwrite each other's changes."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def create(self, key: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Create `key` holding `doc`; AlreadyExists if it exists (also under a race)."""
+        try:
+            self.backend.create(key, _dump(doc))
+        except PreconditionFailed:
+            raise AlreadyExists(key) from None
+        return doc
+
+    def get(self, key: str) -> Record:
+        try:
+            data, etag = self.backend.get(key)
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        return Record(json.loads(data), etag)
+
+    def read(self, key: str) -> dict[str, Any]:
+        return self.get(key).doc
+
+    def update(self, key: str, mutate: Callable[[dict[str, Any]], dict[str, Any] | None],
+               *, attempts: int = 50) -> dict[str, Any]:
+        """Apply `mutate` (returns the new doc, or None to leave it) with compare-and-swap.
+
+        `mutate` may be called several times if others write concurrently; it must be pure.
+        """
+        for _ in range(attempts):
+            rec = self.get(key)
+            new = mutate(dict(rec.doc))
+            if new is None:
+                return rec.doc
+            try:
+                self.backend.replace(key, _dump(new), rec.etag)
+                return new
+            except PreconditionFailed:
+                continue
+        raise RuntimeError(f"too much contention updating {key}")
+
+    def delete(self, key: str) -> None:
+        self.backend.delete(key)
+
+    def list(self, prefix: str, suffix: str) -> list[dict[str, Any]]:
+        """Records directly named `{prefix}/*{suffix}` or `{prefix}/*/{suffix}`."""
+        out = []
+        depth = prefix.count("/") + 1 + suffix.count("/")
+        for key in self.backend.list(prefix):
+            if key.endswith(suffix) and key.count("/") == depth:
+                try:
+                    out.append(self.read(key))
+                except NotFound:
+                    continue  # deleted while listing
+        return out
+
+
+def _dump(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, default=str).encode()

@@ -1,0 +1,226 @@
+"""Conforming raw columns (CSV text, Parquet) to a dataset schema, with errors that name rows.
+
+Every source column is converted by `conform`, which either returns a batch typed exactly as
+`arrow_schema(schema)` or raises `DataError` naming the column, the problem, and the first
+offending rows (1-based data rows, the header not counted).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sdk.types import FieldType, Schema, SchemaField
+
+__all__ = ["DataError", "arrow_schema", "arrow_type", "conform", "MAX_REPORTED_ROWS"]
+
+MAX_REPORTED_ROWS = 5
+
+
+class DataError(ValueError):
+    """The data do not fit the schema. The message names column, problem and rows."""
+
+    def __init__(self, message: str, *, column: str | None = None, rows: list[int] | None = None):
+        super().__init__(message)
+        self.column = column
+        self.rows = rows or []
+
+
+_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.STRING: pa.string(),
+    FieldType.TEXT: pa.string(),
+    FieldType.INT: pa.int64(),
+    FieldType.FLOAT: pa.float64(),
+    FieldType.BOOL: pa.bool_(),
+    FieldType.TIMESTAMP: pa.timestamp("ms", tz="UTC"),  # Parquet has no seconds unit
+    FieldType.CATEGORICAL: pa.list_(pa.string()),
+}
+_TYPE_WORDS = {
+    FieldType.INT: "an integer",
+    FieldType.FLOAT: "a number",
+    FieldType.BOOL: "a boolean (true/false/1/0)",
+    FieldType.TIMESTAMP: "a timestamp (epoch seconds or ISO 8601)",
+    FieldType.STRING: "valid UTF-8 text",
+    FieldType.TEXT: "valid UTF-8 text",
+    FieldType.CATEGORICAL: "a list of strings",
+}
+# Epoch seconds past this (year 5138) are almost surely milliseconds: refuse rather than guess.
+_MAX_EPOCH_SECONDS = 10**11
+
+
+def arrow_type(field: SchemaField) -> pa.DataType:
+    return _TYPES[field.type]
+
+
+def arrow_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema every snapshot of a dataset with `schema` is stored in."""
+    return pa.schema([pa.field(f.name, arrow_type(f), nullable=f.nullable) for f in schema.fields])
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fail(field: SchemaField, col: pa.Array, ok: Callable[[object], bool], first_row: int,
+          problem: str | None = None) -> DataError:
+    """Find the first offending rows of `col` (a slow path, taken only on failure)."""
+    rows: list[int] = []
+    first_value: object = None
+    for i, value in enumerate(col.to_pylist()):
+        if value is not None and not ok(value):
+            if not rows:
+                first_value = value
+            rows.append(first_row + i)
+            if len(rows) >= MAX_REPORTED_ROWS:
+                break
+    if not rows:  # the vectorized check failed but no single value does: report the batch
+        rows = [first_row]
+    what = problem or f"is not {_TYPE_WORDS[field.type]}"
+    return DataError(
+        f"column {field.name!r} ({field.type.value}): value {_show(first_value)} at row {rows[0]} "
+        f"{what}; first offending rows: {', '.join(map(str, rows))}",
+        column=field.name,
+        rows=rows,
+    )
+
+
+def _scalar_ok(target: pa.DataType) -> Callable[[object], bool]:
+    def ok(value: object) -> bool:
+        try:
+            if isinstance(value, bytes):
+                value = value.decode("utf-8")
+            if isinstance(value, str):
+                value = value.strip()
+            pa.scalar(value).cast(target)
+            return True
+        except (pa.ArrowException, UnicodeDecodeError, ValueError, TypeError):
+            return False
+
+    return ok
+
+
+def _to_text(col: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
+    """Binary/string → validated UTF-8 string."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return col.cast(pa.string())
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        try:
+            return col.cast(pa.string())
+        except pa.ArrowInvalid:
+            raise _fail(field, col, _scalar_ok(pa.string()), first_row,
+                        "is not valid UTF-8 text") from None
+    return col.cast(pa.string())  # numbers given for a string column: their text
+
+
+def _timestamps(col: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
+    target = _TYPES[FieldType.TIMESTAMP]
+    if pa.types.is_timestamp(col.type):
+        if col.type.tz is None:
+            col = pc.assume_timezone(col, "UTC")
+        return col.cast(target, safe=False)
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
+        return _epoch_seconds(col.cast(pa.int64(), safe=False), field, first_row)
+    text = pc.utf8_trim_whitespace(_to_text(col, field, first_row))
+    is_epoch = pc.match_substring_regex(text, r"^-?[0-9]+$")
+    epoch = _epoch_seconds(pc.if_else(is_epoch, text, None).cast(pa.int64()), field, first_row)
+    if pc.all(pc.or_kleene(is_epoch, text.is_null())).as_py():
+        return epoch
+    iso = pc.if_else(is_epoch, None, text)
+    for attempt in (lambda: iso.cast(target),
+                    lambda: pc.assume_timezone(iso.cast(pa.timestamp("s")), "UTC")):
+        try:
+            return pc.if_else(is_epoch, epoch, attempt())
+        except pa.ArrowInvalid:
+            continue
+    raise _fail(field, text, _timestamp_ok, first_row,
+                problem=None if not _all_ok(text, _timestamp_ok) else
+                "mixes ISO 8601 times with and without a zone offset")
+
+
+def _all_ok(col: pa.Array, ok: Callable[[object], bool]) -> bool:
+    return all(ok(v) for v in col.to_pylist() if v is not None)
+
+
+def _epoch_seconds(seconds: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
+    too_big = pc.greater(pc.abs(seconds), _MAX_EPOCH_SECONDS)
+    if pc.any(too_big).as_py():
+        raise _fail(field, seconds, lambda v: abs(v) <= _MAX_EPOCH_SECONDS, first_row,
+                    "is too large for epoch seconds (milliseconds? divide by 1000)")
+    return seconds.cast(pa.timestamp("s")).cast(_TYPES[FieldType.TIMESTAMP])
+
+
+def _timestamp_ok(value: object) -> bool:
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return abs(int(text)) <= _MAX_EPOCH_SECONDS
+    for t in (pa.timestamp("s", tz="UTC"), pa.timestamp("s")):
+        try:
+            pa.scalar(text).cast(t)
+            return True
+        except pa.ArrowException:
+            continue
+    return False
+
+
+def _categorical(col: pa.Array, field: SchemaField, delimiter: str, first_row: int) -> pa.Array:
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        values = _to_text(col.flatten(), field, first_row)
+        return pa.ListArray.from_arrays(col.offsets, values, mask=col.is_null())
+    text = _to_text(col, field, first_row)
+    parts = pc.split_pattern(text, delimiter)
+    trimmed = pc.utf8_trim_whitespace(parts.flatten())
+    return pa.ListArray.from_arrays(parts.offsets, trimmed, mask=parts.is_null())
+
+
+def _convert(col: pa.Array, field: SchemaField, delimiter: str, first_row: int) -> pa.Array:
+    target = _TYPES[field.type]
+    if col.type == target:
+        return col
+    if field.type in (FieldType.STRING, FieldType.TEXT):
+        return _to_text(col, field, first_row)
+    if field.type == FieldType.TIMESTAMP:
+        return _timestamps(col, field, first_row)
+    if field.type == FieldType.CATEGORICAL:
+        return _categorical(col, field, delimiter, first_row)
+    source = col
+    if pa.types.is_binary(col.type) or pa.types.is_string(col.type):
+        source = pc.utf8_trim_whitespace(_to_text(col, field, first_row))
+        if field.type == FieldType.BOOL:
+            source = pc.utf8_lower(source)
+    try:
+        return source.cast(target)  # safe cast: no silent truncation of 1.5 to 1
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise _fail(field, source, _scalar_ok(target), first_row) from None
+
+
+def conform(batch: pa.RecordBatch | pa.Table, schema: Schema, first_row: int) -> pa.RecordBatch:
+    """Convert `batch` to the dataset's Arrow schema; `first_row` numbers its first row.
+
+    Raises:
+        DataError: a column is missing, a value does not convert, or a non-nullable field
+            is empty.
+    """
+    if isinstance(batch, pa.Table):
+        batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else \
+            pa.RecordBatch.from_pylist([], schema=batch.schema)
+    names = set(batch.schema.names)
+    columns = []
+    for field in schema.fields:
+        if field.name not in names:
+            raise DataError(f"column {field.name!r} is missing", column=field.name)
+        col = _convert(batch.column(field.name), field, schema.categorical_delimiter, first_row)
+        if not field.nullable and col.null_count:
+            nulls = pc.indices_nonzero(col.is_null()).to_pylist()[:MAX_REPORTED_ROWS]
+            rows = [first_row + i for i in nulls]
+            role = f", role {field.role.value}" if field.role else ""
+            raise DataError(
+                f"column {field.name!r}{role} may not be empty: {col.null_count} empty value(s), "
+                f"first at rows {', '.join(map(str, rows))}",
+                column=field.name,
+                rows=rows,
+            )
+        columns.append(col)
+    return pa.RecordBatch.from_arrays(columns, schema=arrow_schema(schema))

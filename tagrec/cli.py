@@ -1,0 +1,431 @@
+"""The `tagrec` command line: mirrors the SDK, plus the local platform and admin commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sdk import Client, DatasetImportJob, DatasetKind, Schema, TagrecError
+from sdk.errors import NotFoundError
+
+__all__ = ["main", "cli"]
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _emit(ctx: click.Context, value: Any, columns: list[str]) -> None:
+    """Print a resource or a list of them as JSON or a table."""
+    data = _jsonable(value)
+    if ctx.obj["output"] == "json":
+        out.print_json(json.dumps(data, default=str))
+        return
+    rows = data if isinstance(data, list) else [data]
+    table = Table(*columns, show_lines=False)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    out.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _client(ctx: click.Context) -> Client:
+    if "client" not in ctx.obj:
+        ctx.obj["client"] = Client(profile=ctx.obj["profile"])
+    return ctx.obj["client"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              help="How results are printed.")
+@click.option("--profile", default=None, help="Profile of the credentials file.")
+@click.pass_context
+def cli(ctx: click.Context, output: str, profile: str | None) -> None:
+    """tagrec: a managed recommender platform. Datasets in, live recommendations out."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(output=output, profile=profile)
+
+
+# ---- local platform ----
+@cli.command()
+@click.option("--store", default=None, help="file:///path or s3://bucket/prefix (default: ~/.tagrec/store).")
+@click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default 8765, or a free one).")
+@click.option("--executor", type=click.Choice(["ray", "thread"]), default="ray",
+              help="Where jobs run: a local Ray cluster started on demand, or threads.")
+@click.option("--ray-address", default=None, help="Run jobs on an existing Ray cluster.")
+@click.pass_context
+def up(ctx: click.Context, store: str | None, port: int | None, executor: str,
+       ray_address: str | None) -> None:
+    """Start the local platform (control plane on 127.0.0.1) and write the local key."""
+    from tagrec import local
+
+    info = local.up(store_uri=store, port=port, executor=executor, ray_address=ray_address,
+                    profile=ctx.obj["profile"] or "default")
+    _emit(ctx, info.__dict__, ["url", "pid", "store", "executor", "log"])
+
+
+@cli.command()
+def down() -> None:
+    """Stop the local platform."""
+    from tagrec import local
+
+    console.print("stopped" if local.down() else "not running")
+
+
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Show whether the local platform runs, and where."""
+    from tagrec import local
+
+    info = local.status()
+    if info is None:
+        console.print("not running")
+        sys.exit(3)
+    _emit(ctx, {**info.__dict__, "status": "running"}, ["status", "url", "pid", "store"])
+
+
+# ---- tenants (admin: works on the store directly) ----
+@cli.group()
+def tenants() -> None:
+    """Create tenants and API keys (administrators, on the store)."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--store", default=None, help="The platform's store (default: the local one).")
+@click.pass_context
+def tenants_create(ctx: click.Context, name: str, store: str | None) -> None:
+    """Create tenant NAME and print its first API key (shown once)."""
+    from store import Store, StoreConfig
+    from store.tenants import create_tenant
+    from tagrec.local import default_store_uri
+
+    key = create_tenant(Store(StoreConfig.from_env(store or default_store_uri())).registry, name)
+    _emit(ctx, {"tenant": name, "api_key": key}, ["tenant", "api_key"])
+
+
+@tenants.command("list")
+@click.option("--store", default=None)
+@click.pass_context
+def tenants_list(ctx: click.Context, store: str | None) -> None:
+    """List tenants."""
+    from store import Store, StoreConfig
+    from store.tenants import list_tenants
+    from tagrec.local import default_store_uri
+
+    names = list_tenants(Store(StoreConfig.from_env(store or default_store_uri())).registry)
+    _emit(ctx, [{"tenant": n} for n in names], ["tenant"])
+
+
+# ---- dataset groups ----
+GROUP_COLUMNS = ["name", "status", "description", "created_at"]
+
+
+@cli.group("dataset-groups")
+def dataset_groups() -> None:
+    """Dataset groups: the container of a tenant's datasets, solutions and campaigns."""
+
+
+@dataset_groups.command("create")
+@click.argument("name")
+@click.option("--description", default="")
+@click.pass_context
+def dg_create(ctx: click.Context, name: str, description: str) -> None:
+    """Create a dataset group."""
+    _emit(ctx, _client(ctx).dataset_groups.create(name, description=description), GROUP_COLUMNS)
+
+
+@dataset_groups.command("list")
+@click.pass_context
+def dg_list(ctx: click.Context) -> None:
+    """List dataset groups."""
+    _emit(ctx, _client(ctx).dataset_groups.list(), GROUP_COLUMNS)
+
+
+@dataset_groups.command("describe")
+@click.argument("name")
+@click.pass_context
+def dg_describe(ctx: click.Context, name: str) -> None:
+    """Show one dataset group."""
+    _emit(ctx, _client(ctx).dataset_groups.retrieve(name), GROUP_COLUMNS)
+
+
+@dataset_groups.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Also delete its datasets.")
+@click.pass_context
+def dg_delete(ctx: click.Context, name: str, force: bool) -> None:
+    """Delete a dataset group (refused while it has datasets, unless --force)."""
+    _client(ctx).dataset_groups.delete(name, force=force)
+    console.print(f"deleted dataset group {name}")
+
+
+# ---- datasets ----
+DATASET_COLUMNS = ["dataset_group", "kind", "status", "row_count", "current_snapshot"]
+KINDS = click.Choice([k.value for k in DatasetKind])
+
+
+def _load_schema(path: str) -> Schema:
+    try:
+        return Schema.model_validate_json(Path(path).read_text())
+    except ValidationError as e:
+        raise click.BadParameter(f"{path}: {e.errors()[0]['msg']} at "
+                                 f"{'.'.join(map(str, e.errors()[0]['loc']))}") from None
+
+
+@cli.group()
+def datasets() -> None:
+    """Datasets (interactions, items, users) and their schemas."""
+
+
+@datasets.command("create")
+@click.option("--group", "-g", required=True)
+@click.option("--kind", "-k", type=KINDS, required=True)
+@click.option("--schema", "schema_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A JSON file: {\"fields\": [{\"name\", \"type\", \"role\"}, ...]}.")
+@click.pass_context
+def ds_create(ctx: click.Context, group: str, kind: str, schema_path: str) -> None:
+    """Create a dataset with a schema."""
+    ds = _client(ctx).datasets.create(group, kind=kind, schema=_load_schema(schema_path))
+    _emit(ctx, ds, DATASET_COLUMNS)
+
+
+@datasets.command("list")
+@click.option("--group", "-g", required=True)
+@click.pass_context
+def ds_list(ctx: click.Context, group: str) -> None:
+    """List the datasets of a group."""
+    _emit(ctx, _client(ctx).datasets.list(group), DATASET_COLUMNS)
+
+
+@datasets.command("describe")
+@click.option("--group", "-g", required=True)
+@click.option("--kind", "-k", type=KINDS, required=True)
+@click.pass_context
+def ds_describe(ctx: click.Context, group: str, kind: str) -> None:
+    """Show one dataset with its schema."""
+    _emit(ctx, _client(ctx).datasets.retrieve(group, kind), DATASET_COLUMNS + ["schema"])
+
+
+@datasets.command("delete")
+@click.option("--group", "-g", required=True)
+@click.option("--kind", "-k", type=KINDS, required=True)
+@click.pass_context
+def ds_delete(ctx: click.Context, group: str, kind: str) -> None:
+    """Delete a dataset and its snapshots."""
+    _client(ctx).datasets.delete(group, kind)
+    console.print(f"deleted {kind} dataset of {group}")
+
+
+# ---- import ----
+JOB_COLUMNS = ["name", "dataset", "mode", "status", "failure_reason"]
+
+
+def _wait_with_progress(client: Client, group: str, job: DatasetImportJob,
+                        show: bool) -> DatasetImportJob:
+    """Wait for an import job, drawing a progress bar on stderr."""
+    if not show:
+        return client.dataset_import_jobs.wait(group, job.name)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+                  TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task(f"{job.dataset.value}", total=None, rows=0)
+
+        def update(j: DatasetImportJob) -> None:
+            p = j.progress
+            bar.update(task, completed=p.bytes_read, total=p.bytes_total or None, rows=p.rows)
+
+        done = client.dataset_import_jobs.wait(group, job.name, poll_interval=0.5,
+                                               on_progress=update)
+        bar.update(task, completed=done.progress.bytes_total or done.progress.bytes_read,
+                   rows=done.progress.rows)
+        return done
+
+
+def _import_one(ctx: click.Context, group: str, kind: str, source: str, mode: str,
+                schema: Schema | None, name: str | None = None) -> DatasetImportJob:
+    client = _client(ctx)
+    if schema is not None:
+        try:
+            client.datasets.retrieve(group, kind)
+        except NotFoundError:
+            client.datasets.create(group, kind=kind, schema=schema)
+    job = client.dataset_import_jobs.create(group, dataset=kind, source=source, mode=mode, name=name)
+    return _wait_with_progress(client, group, job, ctx.obj["output"] == "table")
+
+
+def _ensure_group(client: Client, group: str) -> None:
+    try:
+        client.dataset_groups.retrieve(group)
+    except NotFoundError:
+        client.dataset_groups.create(group)
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import data into datasets (each import is a job publishing a new snapshot)."""
+
+
+@import_.command("file")
+@click.argument("path")
+@click.option("--group", "-g", required=True)
+@click.option("--dataset", "-d", "kind", type=KINDS, required=True)
+@click.option("--mode", type=click.Choice(["full", "incremental"]), default="full")
+@click.option("--schema", "schema_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Create the dataset with this schema if it does not exist yet.")
+@click.option("--name", default=None, help="Job name (default: import-<time>-<hex>).")
+@click.pass_context
+def import_file(ctx: click.Context, path: str, group: str, kind: str, mode: str,
+                schema_path: str | None, name: str | None) -> None:
+    """Import a CSV/Parquet PATH (local file or s3:// URI) into a dataset."""
+    schema = _load_schema(schema_path) if schema_path else None
+    if schema is not None:
+        _ensure_group(_client(ctx), group)
+    _emit(ctx, _import_one(ctx, group, kind, path, mode, schema, name), JOB_COLUMNS)
+
+
+@import_.command("movielens")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--group", "-g", required=True)
+@click.option("--mode", type=click.Choice(["full", "incremental"]), default="full")
+@click.pass_context
+def import_movielens(ctx: click.Context, path: str, group: str, mode: str) -> None:
+    """Convert a MovieLens folder (ml-100k, ml-1m, ml-latest) and import it into GROUP."""
+    from sdk.movielens import convert
+
+    with tempfile.TemporaryDirectory(prefix="tagrec-ml-") as tmp:
+        data = convert(path, tmp)
+        jobs = _import_all(ctx, group, data.paths, data.schemas, mode)
+    _emit(ctx, jobs, JOB_COLUMNS)
+
+
+def _import_all(ctx: click.Context, group: str, paths: dict[DatasetKind, Path],
+                schemas: dict[DatasetKind, Schema], mode: str) -> list[DatasetImportJob]:
+    _ensure_group(_client(ctx), group)
+    return [_import_one(ctx, group, kind.value, str(p), mode, schemas[kind])
+            for kind, p in paths.items()]
+
+
+@cli.group("import-jobs")
+def import_jobs() -> None:
+    """Inspect import jobs."""
+
+
+@import_jobs.command("list")
+@click.option("--group", "-g", required=True)
+@click.pass_context
+def ij_list(ctx: click.Context, group: str) -> None:
+    """List the import jobs of a group."""
+    _emit(ctx, _client(ctx).dataset_import_jobs.list(group), JOB_COLUMNS)
+
+
+@import_jobs.command("describe")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def ij_describe(ctx: click.Context, group: str, name: str) -> None:
+    """Show one import job."""
+    _emit(ctx, _client(ctx).dataset_import_jobs.retrieve(group, name),
+          JOB_COLUMNS + ["progress", "snapshot_id"])
+
+
+# ---- quickstart ----
+@cli.command()
+@click.option("--data", default="synthetic",
+              help="'synthetic' (seeded generator) or 'movielens:PATH'.")
+@click.option("--group", default="quickstart", help="Dataset group to use (recreated).")
+@click.option("--seed", type=int, default=0)
+@click.option("--keep", is_flag=True, help="Keep the dataset group afterwards.")
+@click.pass_context
+def quickstart(ctx: click.Context, data: str, group: str, seed: int, keep: bool) -> None:
+    """The whole path on the local platform: data → import (more steps come with training)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    client = _client(ctx)
+    timings["connect_s"] = time.perf_counter() - t0
+    try:
+        client.dataset_groups.delete(group, force=True)
+    except NotFoundError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="tagrec-quickstart-") as tmp:
+        t = time.perf_counter()
+        if data == "synthetic":
+            from sdk.synthetic import generate
+
+            synth = generate(seed=seed)
+            paths, schemas = synth.write_csv(tmp), synth.schemas
+        elif data.startswith("movielens:"):
+            from sdk.movielens import convert
+
+            ml = convert(data.split(":", 1)[1], tmp)
+            paths, schemas = ml.paths, ml.schemas
+        else:
+            raise click.BadParameter(f"--data must be 'synthetic' or 'movielens:PATH', got {data!r}")
+        timings["prepare_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        jobs = _import_all(ctx, group, paths, schemas, "full")
+        timings["import_s"] = time.perf_counter() - t
+    datasets_ = client.datasets.list(group)
+    if not keep:
+        client.dataset_groups.delete(group, force=True)
+    result = {
+        "data": data,
+        "dataset_group": group,
+        "datasets": {d.kind.value: {"rows": d.row_count, "snapshot": d.current_snapshot}
+                     for d in datasets_},
+        "import_jobs": [j.name for j in jobs],
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+    }
+    if ctx.obj["output"] == "json":
+        out.print_json(json.dumps(result))
+    else:
+        _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
+              ["dataset", "rows", "snapshot"])
+        out.print(f"timings: {result['timings']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and a non-zero exit code on failure."""
+    handled: tuple[type[BaseException], ...] = (TagrecError, ValueError, RuntimeError, OSError)
+    try:
+        cli.main(args=argv, prog_name="tagrec", standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        console.print(f"error: {e.format_message()}", markup=False, highlight=False)
+        sys.exit(e.exit_code)
+    except handled as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        console.print(f"error: {message}", markup=False, highlight=False)
+        sys.exit(1)
+
+
+
+if __name__ == "__main__":
+    main()
