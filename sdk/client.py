@@ -134,13 +134,14 @@ class Client:
 
     @staticmethod
     def _start_local() -> None:
-        cmd = [sys.executable, "-m", "tagrec.cli", "up"]
+        cmd = [sys.executable, "-m", "tagrec.cli", "-o", "json", "up"]
         try:
-            subprocess.run(cmd, check=True)
-        except (OSError, subprocess.CalledProcessError) as e:
-            raise TagrecError(
-                f"could not start the local tagrec platform ({' '.join(cmd)}): {e}"
-            ) from e
+            subprocess.run(cmd, check=True, capture_output=True, text=True)
+        except subprocess.CalledProcessError as e:
+            detail = (e.stderr or "").strip().splitlines()[-1:] or [str(e)]
+            raise TagrecError(f"could not start the local tagrec platform: {detail[0]}") from e
+        except OSError as e:
+            raise TagrecError(f"could not start the local tagrec platform: {e}") from e
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r})"

@@ -420,6 +420,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         console.print(f"error: {e.format_message()}", markup=False, highlight=False)
         sys.exit(e.exit_code)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(map(str, first["loc"])) or e.title
+        console.print(f"error: invalid {where}: {first['msg']} (got {first.get('input')!r:.80})",
+                      markup=False, highlight=False)
+        sys.exit(2)
     except handled as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         console.print(f"error: {message}", markup=False, highlight=False)

@@ -218,14 +218,14 @@ def test_start_local_runs_tagrec_up_then_rereads(
     config.write_profile("default", dead, "tgr_old")  # configured, but nothing answers
     calls: list[list[str]] = []
 
-    def fake_up(cmd: list[str], check: bool) -> None:
+    def fake_up(cmd: list[str], **kwargs: object) -> None:
         calls.append(cmd)
         config.write_profile("default", server.url, "tgr_new")
 
     monkeypatch.setattr(subprocess, "run", fake_up)
     with Client() as c:
         assert (c.base_url, c.api_key) == (server.url, "tgr_new")
-    assert calls == [[sys.executable, "-m", "tagrec.cli", "up"]]
+    assert calls == [[sys.executable, "-m", "tagrec.cli", "-o", "json", "up"]]
 
 
 def test_start_local_skipped_when_server_answers(
