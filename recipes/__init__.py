@@ -1,0 +1,1 @@
+"""Recipes: one folder per recommendation model from a paper (pure PyTorch + Arrow)."""

@@ -1,0 +1,1 @@
+"""Everything that answers over HTTP: the control plane (campaign deployments come next)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Annotated, Any, Callable
+from datetime import datetime, timezone
+from collections.abc import Callable
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
@@ -41,6 +43,7 @@ JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; 
 MAX_JSON_BYTES = 1 << 20
 DEFAULT_MAX_UPLOAD_BYTES = 50 << 30
 _AUTH_CACHE_S = 30.0
+STALE_JOB_S = 120.0  # an import job silent this long is dead (it writes progress every second)
 
 Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 
@@ -102,9 +105,10 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def create_app(store: Store, submit_import: JobSubmitter, *,
-               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               stale_after_s: float = STALE_JOB_S) -> FastAPI:
     """The control plane app over `store`; `submit_import` starts an import job (e.g. on Ray)."""
-    app = FastAPI(title="tagrec control plane", version="0.1.0",
+    app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
                   description="Datasets, recipes, training and campaigns, per tenant.")
     registry = store.registry
     app.state.store = store
@@ -141,14 +145,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         log.exception("internal error")
         return _error(500, "internal_error", f"internal error ({type(e).__name__})")
 
-    @app.middleware("http")
-    async def _limit_json(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if request.url.path != "/v1/uploads" and length and length.isdigit() \
-                and int(length) > MAX_JSON_BYTES:
-            return _error(413, "payload_too_large",
-                          f"request body of {length} bytes exceeds {MAX_JSON_BYTES} bytes")
-        return await call_next(request)
+    app.add_middleware(_JsonBodyLimit, limit=MAX_JSON_BYTES, exempt=("/v1/uploads",))
 
     def _create(key: str, doc: dict[str, Any], idem: str | None, what: str,
                 response: Response) -> dict[str, Any]:
@@ -343,8 +340,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _group(keys, group)
         page = _page(registry.list(keys.import_jobs(group), ".json"), max_results, next_token)
-        page["items"] = [DatasetImportJob.model_validate(d).model_dump(mode="json")
-                         for d in page["items"]]
+        page["items"] = [DatasetImportJob.model_validate(_reap_stale(keys, group, d)).model_dump(
+            mode="json") for d in page["items"]]
         return page
 
     @app.get("/v1/dataset-groups/{group}/import-jobs/{job}", response_model=DatasetImportJob,
@@ -353,11 +350,70 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _group(keys, group)
         try:
-            return registry.read(keys.import_job(group, job))
+            return _reap_stale(keys, group, registry.read(keys.import_job(group, job)))
         except NotFound:
             raise _not_found(f"import job {job!r}") from None
 
+    def _reap_stale(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """A running job reports progress every second; one silent for long has died."""
+        if doc["status"] != Status.CREATE_IN_PROGRESS.value:
+            return doc
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
+        if age < stale_after_s:
+            return doc
+
+        def fail(d: dict[str, Any]) -> dict[str, Any] | None:
+            if d["status"] != Status.CREATE_IN_PROGRESS.value or d["updated_at"] != doc["updated_at"]:
+                return None
+            return {**d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
+                    "failure_reason": f"the job stopped reporting progress for {int(age)} s (its "
+                                      f"process died); the dataset's previous snapshot is unchanged"}
+
+        return registry.update(keys.import_job(group, doc["name"]), fail)
+
     return app
+
+
+class _JsonBodyLimit:
+    """Refuse bodies over `limit` bytes with 413, counting what arrives (chunked bodies too).
+
+    Bodies of the routes this guards are small JSON documents, so the (bounded) body is read
+    here and replayed to the app; `exempt` paths (streamed uploads) pass through untouched.
+    """
+
+    def __init__(self, app: Any, limit: int, exempt: tuple[str, ...]) -> None:
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # client went away; let the app see it
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                response = _error(413, "payload_too_large",
+                                  f"request body exceeds {self.limit} bytes")
+                await response(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 _RUNNING = {Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value}

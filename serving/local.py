@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 

@@ -12,9 +12,10 @@ import fcntl
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -87,16 +88,19 @@ class Backend:
         raise NotImplementedError
 
     def list(self, prefix: str) -> Iterator[str]:
-        """Keys below `prefix/` (recursive), sorted."""
+        """Keys below `prefix/` (recursive), sorted; lock and temporary files are skipped."""
+        for key in self._list_all(prefix):
+            name = key.rsplit("/", 1)[-1]
+            if not (name.endswith(".lock") or name.startswith(".tmp-")):
+                yield key
+
+    def _list_all(self, prefix: str) -> list[str]:
+        """Every file below `prefix/`, lock and temporary files included, sorted."""
         infos = self.filesystem.get_file_info(pafs.FileSelector(self.path(prefix), recursive=True,
                                                                 allow_not_found=True))
         root = self.path("")
         found = sorted(i.path for i in infos if i.type == pafs.FileType.File)
-        for p in found:
-            key = p[len(root):].lstrip("/")
-            name = key.rsplit("/", 1)[-1]
-            if not (name.endswith(".lock") or name.startswith(".tmp-")):
-                yield key
+        return [p[len(root):].lstrip("/") for p in found]
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete everything below `prefix/`."""
@@ -162,7 +166,11 @@ class LocalBackend(Backend):
     def replace(self, key: str, data: bytes, etag: str) -> str:
         target = Path(self.path(key))
         lock_path = target.with_name(target.name + ".lock")
-        with open(lock_path, "a+b") as lock:
+        try:
+            lock = open(lock_path, "a+b")  # closed by the with below
+        except FileNotFoundError:  # not even its folder exists
+            raise PreconditionFailed(key) from None
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if we die
             try:
                 current = target.read_bytes()
@@ -243,7 +251,7 @@ class S3Backend(Backend):
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        keys = list(self.list(prefix))
+        keys = self._list_all(prefix)
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})

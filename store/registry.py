@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from sdk.types import NAME_PATTERN
 
@@ -19,6 +22,7 @@ __all__ = [
     "Keys",
     "now_iso",
     "validate_name",
+    "backoff",
 ]
 
 _NAME = re.compile(NAME_PATTERN)
@@ -33,7 +37,15 @@ class AlreadyExists(Exception):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
+
+
+def backoff(attempt: int, base: float = 0.005, cap: float = 0.25) -> None:
+    """Sleep before retry `attempt` (0-based) of a lost compare-and-swap: full jitter, capped.
+
+    Without it, retrying writers collide again at once and one can lose every attempt.
+    """
+    time.sleep(random.uniform(0, min(cap, base * 2**attempt)))
 
 
 def validate_name(value: str, what: str = "name") -> str:
@@ -121,7 +133,9 @@ class Registry:
 
         `mutate` may be called several times if others write concurrently; it must be pure.
         """
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            if attempt:
+                backoff(attempt - 1)
             rec = self.get(key)
             new = mutate(dict(rec.doc))
             if new is None:

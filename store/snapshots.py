@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from .fs import Backend, PreconditionFailed
-from .registry import Keys
+from .registry import Keys, backoff
 
 __all__ = ["Manifest", "SnapshotWriter", "new_snapshot_id", "publish", "read_current", "open_current",
            "read_table"]
@@ -28,7 +29,7 @@ __all__ = ["Manifest", "SnapshotWriter", "new_snapshot_id", "publish", "read_cur
 
 def new_snapshot_id() -> str:
     """A unique id that sorts by creation time."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -39,7 +40,7 @@ class Manifest:
     schema: dict[str, Any]  # the dataset schema (sdk.types.Schema as JSON)
     mode: str
     parent: str | None = None
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_json(self) -> bytes:
         return json.dumps(self.__dict__, sort_keys=True).encode()
@@ -121,7 +122,9 @@ def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: st
     pointer_key = keys.current(group, kind)
     manifest_key = f"{keys.snapshot(group, kind, snapshot_id)}/manifest.json"
     pointer = json.dumps({"snapshot_id": snapshot_id}).encode()
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        if attempt:
+            backoff(attempt - 1)
         try:
             data, etag = backend.get(pointer_key)
             parent = json.loads(data)["snapshot_id"]

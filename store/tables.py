@@ -7,7 +7,7 @@ offending rows (1-based data rows, the header not counted).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -129,15 +129,22 @@ def _timestamps(col: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
     if pc.all(pc.or_kleene(is_epoch, text.is_null())).as_py():
         return epoch
     iso = pc.if_else(is_epoch, None, text)
-    for attempt in (lambda: iso.cast(target),
-                    lambda: pc.assume_timezone(iso.cast(pa.timestamp("s")), "UTC")):
+    # Parsed at microseconds (Python's isoformat() writes them), then truncated to the stored ms.
+    for attempt in (lambda: iso.cast(pa.timestamp("us", tz="UTC")).cast(target, safe=False),
+                    lambda: pc.assume_timezone(iso.cast(pa.timestamp("us")), "UTC")
+                    .cast(target, safe=False)):
         try:
             return pc.if_else(is_epoch, epoch, attempt())
         except pa.ArrowInvalid:
             continue
-    raise _fail(field, text, _timestamp_ok, first_row,
-                problem=None if not _all_ok(text, _timestamp_ok) else
-                "mixes ISO 8601 times with and without a zone offset")
+    if not _all_ok(text, _timestamp_ok):
+        raise _fail(field, text, _timestamp_ok, first_row)
+    # Each value parses alone, but some carry a zone offset and some do not: report the rows
+    # unlike the first ISO value.
+    first_aware = _has_offset(next(v for v in iso.to_pylist() if v is not None))
+    raise _fail(field, iso, lambda v: _has_offset(v) == first_aware, first_row,
+                "mixes ISO 8601 times with and without a zone offset (earlier rows "
+                f"{'have' if first_aware else 'lack'} one)")
 
 
 def _all_ok(col: pa.Array, ok: Callable[[object], bool]) -> bool:
@@ -152,11 +159,19 @@ def _epoch_seconds(seconds: pa.Array, field: SchemaField, first_row: int) -> pa.
     return seconds.cast(pa.timestamp("s")).cast(_TYPES[FieldType.TIMESTAMP])
 
 
+def _has_offset(value: object) -> bool:
+    try:
+        pa.scalar(str(value).strip()).cast(pa.timestamp("us", tz="UTC"))
+        return True
+    except pa.ArrowException:
+        return False
+
+
 def _timestamp_ok(value: object) -> bool:
     text = str(value).strip()
     if text.lstrip("-").isdigit():
         return abs(int(text)) <= _MAX_EPOCH_SECONDS
-    for t in (pa.timestamp("s", tz="UTC"), pa.timestamp("s")):
+    for t in (pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
         try:
             pa.scalar(text).cast(t)
             return True

@@ -1,0 +1,1 @@
+"""Everything that runs as a Ray job: dataset import (training and batch inference come next)."""

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import re
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -29,7 +32,8 @@ from store.tables import DataError, arrow_schema, conform
 
 __all__ = ["run_import", "import_task", "ImportFailed", "BLOCK_SIZE"]
 
-BLOCK_SIZE = 16 << 20  # bytes of CSV per block: bounds memory, keeps Arrow vectorized
+# Bytes of CSV per block: bounds memory, keeps Arrow vectorized. The env override is for tests.
+BLOCK_SIZE = int(os.environ.get("TAGREC_IMPORT_BLOCK_SIZE") or 16 << 20)
 PROGRESS_EVERY_S = 1.0
 
 
@@ -90,7 +94,8 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
     try:
         reader = pacsv.open_csv(
             stream,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=True),
+            # Serial reading (as fast for this streaming reader) makes parse errors name the row.
+            read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             # Everything as raw bytes: conform() converts and reports offending rows by number.
             convert_options=pacsv.ConvertOptions(
@@ -131,10 +136,22 @@ def _csv_header(src: _Source, compression: str | None) -> list[str]:
 
 def _csv_message(src: _Source, e: Exception, rows_done: int = 0) -> str:
     msg = str(e).strip().splitlines()[0]
-    if "Empty CSV file" in msg:
-        return f"source {src.name!r} is empty: expected a CSV header line"
+    if "Empty CSV file" in msg and not rows_done:
+        # The header was read before this (and the empty file refused): Arrow says "empty"
+        # for a lone header line without a final newline.
+        return f"source {src.name!r} has a header but no data rows"
+    # Arrow's "Row #N" counts the header as row 1 and skips blank lines, as conform's rows do.
+    m = _BAD_ROW.match(msg)
+    if m:
+        row, expected, got, text = int(m[1]) - 1, m[2], m[3], m[4]
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return (f"source {src.name!r} is not valid CSV: data row {row} has {got} column(s), "
+                f"expected {expected} as in the header: {text!r}")
     where = f" (after data row {rows_done})" if rows_done else ""
-    return f"source {src.name!r} is not valid CSV{where}: {msg}"
+    return f"source {src.name!r} is not valid CSV{where}: {msg[:300]!r}"
+
+
+_BAD_ROW = re.compile(r"CSV parse error: Row #(\d+): Expected (\d+) columns, got (\d+): (.*)", re.S)
 
 
 class _CountingStream:

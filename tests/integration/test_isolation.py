@@ -1,0 +1,812 @@
+"""The control plane's boundaries over real HTTP: tenants, names, request validation, duplicates.
+
+1. Tenant isolation: every endpoint x every kind of credential (own key, another tenant's key,
+   no key, a forged key, a malformed header). Another tenant's 404 is byte-for-byte the 404 of a
+   name that exists nowhere; denied requests write nothing. A test pins the matrix to the app's
+   routes, so a new endpoint without a matrix entry fails.
+2. Names: hostile group/kind/job path segments and body names are refused with a 4xx and never
+   reach the store (the store folder holds only `tenants/tenant-{a,b}/...` and `system/...`).
+3. Request validation: malformed bodies are a 4xx with the `{"error": {...}}` body, naming the
+   offending field.
+4. Duplicates: 409 on a second create, exactly one winner under a race, idempotent retries.
+
+Requests are raw httpx, or raw httpcore where a path must reach the server un-normalised
+(httpx removes `..` segments), so each test sends exactly what it says.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import httpcore
+import httpx
+import pytest
+
+from serving.app import create_app
+from store import Store, StoreConfig
+from tests.conftest import INTERACTIONS_SCHEMA, Platform, unique
+
+pytestmark = pytest.mark.integration
+
+G = "/v1/dataset-groups"
+ITEMS_SCHEMA = {"fields": [{"name": "item_id", "type": "string", "role": "ITEM_ID"}]}
+CSV = ("user_id,item_id,timestamp,event_type,event_value\n"
+       + "".join(f"u{i % 5},i{i % 9},{1_700_000_000 + i},click,1\n" for i in range(30))).encode()
+JSON = {"Content-Type": "application/json"}
+MIB = 1 << 20
+NOT_API = {"/healthz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def error_of(r: httpx.Response) -> dict[str, Any]:
+    """The `error` object of an error answer, after checking the body has exactly that shape."""
+    assert r.headers.get("content-type", "").startswith("application/json"), (r.status_code, r.text)
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "field"}, body
+    err = body["error"]
+    assert isinstance(err["type"], str) and isinstance(err["message"], str) and err["message"]
+    assert err["field"] is None or isinstance(err["field"], str)
+    return err
+
+
+def assert_unauthenticated(r: httpx.Response) -> None:
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert error_of(r)["type"] == "unauthenticated"
+
+
+def make_group(http: httpx.Client, key: str, *, kind: str | None = None) -> str:
+    """A new dataset group of the key's tenant, with one dataset of `kind` if given."""
+    group = unique()
+    r = http.post(G, json={"name": group}, headers=bearer(key))
+    assert r.status_code == 201, r.text
+    if kind:
+        schema = INTERACTIONS_SCHEMA if kind == "interactions" else ITEMS_SCHEMA
+        r = http.post(f"{G}/{group}/datasets", json={"kind": kind, "schema": schema},
+                      headers=bearer(key))
+        assert r.status_code == 201, r.text
+    return group
+
+
+def upload(http: httpx.Client, key: str) -> str:
+    r = http.post("/v1/uploads", content=CSV, headers={**bearer(key), "X-Filename": "events.csv"})
+    assert r.status_code == 201, r.text
+    return r.json()["upload_id"]
+
+
+def wait_job(http: httpx.Client, key: str, group: str, job: str, timeout: float = 60) -> dict:
+    """Poll an import job until it is ACTIVE or CREATE_FAILED; its final record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = http.get(f"{G}/{group}/import-jobs/{job}", headers=bearer(key))
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        if doc["status"] in ("ACTIVE", "CREATE_FAILED"):
+            return doc
+        assert time.monotonic() < deadline, f"import job {job} still {doc['status']}"
+        time.sleep(0.02)
+
+
+def import_now(http: httpx.Client, key: str, group: str, upload_id: str) -> str:
+    """Run an import job on `group`'s interactions dataset to the end; its name."""
+    job = unique("job")
+    r = http.post(f"{G}/{group}/import-jobs", headers=bearer(key),
+                  json={"name": job, "dataset": "interactions", "source": {"upload_id": upload_id}})
+    assert r.status_code == 201, r.text
+    assert wait_job(http, key, group, job)["status"] == "ACTIVE"
+    return job
+
+
+def list_names(http: httpx.Client, key: str, path: str) -> set[str]:
+    r = http.get(path, params={"max_results": 1000} if path == G else None, headers=bearer(key))
+    assert r.status_code == 200, r.text
+    assert r.json()["next_token"] is None
+    return {item["name"] for item in r.json()["items"]}
+
+
+def store_root(platform: Platform) -> Path:
+    uri = urlparse(platform.store_uri)
+    assert uri.scheme == "file"
+    return Path(uri.path)
+
+
+def store_files(root: Path, under: str = "") -> dict[str, tuple[int, int]]:
+    """Every file below `root/under`: relative path -> (size, mtime), to see any write."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root / under):
+        for name in filenames:
+            path = Path(dirpath) / name
+            st = path.stat()
+            out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+# ---- the world: what tenant A owns, and tenant B's own group ------------------------------------
+
+@dataclass(frozen=True)
+class Names:
+    """The names a request addresses."""
+
+    group: str
+    job: str
+    upload_id: str
+    kind: str = "interactions"
+
+    @staticmethod
+    def nowhere() -> Names:
+        """Names that exist in no tenant, as long as real ones (so answers compare as bytes)."""
+        return Names(unique(), unique("job"), uuid.uuid4().hex)
+
+
+@dataclass
+class World:
+    http: httpx.Client
+    platform: Platform
+    a: Names      # tenant A: a group with an interactions dataset, a finished import, an upload
+    b_group: str  # tenant B's own group
+    baseline: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return store_root(self.platform)
+
+    def a_view(self) -> dict[str, Any]:
+        """Everything A sees of its resources; any change by another caller shows here."""
+        key, a = self.platform.key_a, self.a
+        view = {}
+        group = f"{G}/{a.group}"
+        for path in (group, f"{group}/datasets", f"{group}/datasets/{a.kind}",
+                     f"{group}/import-jobs", f"{group}/import-jobs/{a.job}"):
+            r = self.http.get(path, headers=bearer(key))
+            view[path] = (r.status_code, r.json())
+        return view
+
+
+@pytest.fixture(scope="module")
+def http(platform: Platform) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.url, timeout=30,
+                      limits=httpx.Limits(max_connections=64)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def world(http: httpx.Client, platform: Platform) -> World:
+    key = platform.key_a
+    group = make_group(http, key, kind="interactions")
+    upload_id = upload(http, key)
+    job = import_now(http, key, group, upload_id)
+    w = World(http, platform, Names(group, job, upload_id),
+              make_group(http, platform.key_b, kind="interactions"))
+    w.baseline = w.a_view()
+    assert w.baseline[f"{G}/{group}/datasets/interactions"][1]["row_count"] == 30
+    return w
+
+
+# ---- 1. tenant isolation ------------------------------------------------------------------------
+
+NAMED, LIST, CREATE, WHOAMI = "named", "list", "create", "whoami"
+
+
+@dataclass(frozen=True)
+class Call:
+    path: str
+    json: Any = None
+    content: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route. `scope` says what another tenant may get from it:
+    NAMED addresses a tenant's resource by name (others get a 404), LIST lists the tenant's
+    resources, CREATE creates in the caller's own namespace, WHOAMI names the caller.
+    `fresh` gives the names for the owner's call when it must not touch the shared world
+    (deletes, creates)."""
+
+    method: str
+    route: str
+    scope: str
+    call: Callable[[Names], Call]
+    fresh: Callable[[World], Names] | None = None
+
+    def send(self, http: httpx.Client, names: Names, headers: dict[str, str]) -> httpx.Response:
+        c = self.call(names)
+        return http.request(self.method, c.path, json=c.json, content=c.content, headers=headers)
+
+
+def _new_names(w: World) -> Names:
+    return replace(w.a, group=unique(), job=unique("job"))
+
+
+def _new_group(w: World) -> Names:
+    return replace(w.a, group=make_group(w.http, w.platform.key_a), job=unique("job"))
+
+
+def _new_dataset(w: World) -> Names:
+    return replace(w.a, group=make_group(w.http, w.platform.key_a, kind="interactions"),
+                   job=unique("job"))
+
+
+def _job_body(n: Names) -> dict[str, Any]:
+    return {"name": n.job, "dataset": n.kind, "source": {"upload_id": n.upload_id}}
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/v1/whoami", WHOAMI, lambda n: Call("/v1/whoami")),
+    Endpoint("POST", G, CREATE, lambda n: Call(G, json={"name": n.group}), fresh=_new_names),
+    Endpoint("GET", G, LIST, lambda n: Call(f"{G}?max_results=1000")),
+    Endpoint("GET", G + "/{group}", NAMED, lambda n: Call(f"{G}/{n.group}")),
+    Endpoint("DELETE", G + "/{group}", NAMED, lambda n: Call(f"{G}/{n.group}"), fresh=_new_group),
+    Endpoint("POST", G + "/{group}/datasets", NAMED,
+             lambda n: Call(f"{G}/{n.group}/datasets",
+                            json={"kind": "items", "schema": ITEMS_SCHEMA}),
+             fresh=_new_group),
+    Endpoint("GET", G + "/{group}/datasets", NAMED, lambda n: Call(f"{G}/{n.group}/datasets")),
+    Endpoint("GET", G + "/{group}/datasets/{kind}", NAMED,
+             lambda n: Call(f"{G}/{n.group}/datasets/{n.kind}")),
+    Endpoint("DELETE", G + "/{group}/datasets/{kind}", NAMED,
+             lambda n: Call(f"{G}/{n.group}/datasets/{n.kind}"), fresh=_new_dataset),
+    Endpoint("POST", "/v1/uploads", CREATE, lambda n: Call("/v1/uploads", content=CSV)),
+    Endpoint("POST", G + "/{group}/import-jobs", NAMED,
+             lambda n: Call(f"{G}/{n.group}/import-jobs", json=_job_body(n)), fresh=_new_dataset),
+    Endpoint("GET", G + "/{group}/import-jobs", NAMED,
+             lambda n: Call(f"{G}/{n.group}/import-jobs")),
+    Endpoint("GET", G + "/{group}/import-jobs/{job}", NAMED,
+             lambda n: Call(f"{G}/{n.group}/import-jobs/{n.job}")),
+]
+
+CREDENTIALS: dict[str, Callable[[Platform], dict[str, str]]] = {
+    "own": lambda p: bearer(p.key_a),
+    "own-x-api-key": lambda p: {"X-Api-Key": p.key_a},
+    "other": lambda p: bearer(p.key_b),
+    "other-x-api-key": lambda p: {"X-Api-Key": p.key_b},
+    "none": lambda p: {},
+    "forged": lambda p: bearer("tgr_" + secrets.token_urlsafe(32)),
+    "forged-x-api-key": lambda p: {"X-Api-Key": "tgr_" + secrets.token_urlsafe(32)},
+    "malformed": lambda p: {"Authorization": "Basic xxx"},
+}
+
+
+def test_matrix_covers_every_endpoint(platform: Platform, tmp_path: Path) -> None:
+    app = create_app(Store(StoreConfig(uri=f"file://{tmp_path / 'store'}")), lambda *_: None)
+    routes = {(m, r.path) for r in app.routes for m in (getattr(r, "methods", None) or {"*"})
+              if m != "HEAD"}
+    spec = httpx.get(f"{platform.url}/openapi.json").json()
+    routes |= {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops
+               if m in {"get", "put", "post", "patch", "delete", "options", "head", "trace"}}
+    api = {(m, p) for m, p in routes if p not in NOT_API}
+    assert api == {(e.method, e.route) for e in ENDPOINTS}
+
+
+def _comparable(r: httpx.Response, names: Names) -> tuple[int, str, bytes]:
+    """An answer with the names it addressed blanked out."""
+    body = r.content
+    for name in (names.group, names.job, names.upload_id):
+        body = body.replace(name.encode(), b"<name>")
+    return r.status_code, r.headers.get("content-type", ""), body
+
+
+def _assert_reveals_nothing(w: World, ep: Endpoint, r: httpx.Response,
+                            headers: dict[str, str]) -> None:
+    """The answer to A's names is the answer to names that exist nowhere, for A and for B."""
+    nowhere = Names.nowhere()
+    got = _comparable(r, w.a)
+    assert got == _comparable(ep.send(w.http, nowhere, headers), nowhere)
+    if r.status_code == 404:
+        assert got == _comparable(ep.send(w.http, nowhere, bearer(w.platform.key_a)), nowhere)
+
+
+@pytest.mark.parametrize("cred", CREDENTIALS)
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: f"{e.method} {e.route}")
+def test_tenant_isolation(world: World, ep: Endpoint, cred: str) -> None:
+    p, http = world.platform, world.http
+    headers = CREDENTIALS[cred](p)
+    own = cred.startswith("own")
+    names = ep.fresh(world) if ep.fresh and (own or ep.scope == CREATE) else world.a
+    before = store_files(world.root)
+
+    r = ep.send(http, names, headers)
+
+    if own:
+        _check_own(world, ep, names, r)
+    elif cred.startswith("other"):
+        _check_other(world, ep, names, r, headers)
+        a_files = "tenants/tenant-a/"
+        assert {k: v for k, v in store_files(world.root).items() if k.startswith(a_files)} == \
+            {k: v for k, v in before.items() if k.startswith(a_files)}
+    else:
+        assert_unauthenticated(r)
+        if ep.scope == NAMED:
+            _assert_reveals_nothing(world, ep, r, headers)
+        assert store_files(world.root) == before, "a request without a valid key wrote"
+    assert world.a_view() == world.baseline
+
+
+def _check_own(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
+    key = w.platform.key_a
+    assert 200 <= r.status_code < 300, (r.status_code, r.text)
+    if ep.scope == WHOAMI:
+        assert r.json() == {"tenant": "tenant-a"}
+    elif ep.scope == LIST:
+        seen = {g["name"] for g in r.json()["items"]}
+        assert w.a.group in seen and w.b_group not in seen
+    elif ep.route == G:
+        assert w.http.get(f"{G}/{names.group}", headers=bearer(key)).status_code == 200
+        assert w.http.get(f"{G}/{names.group}", headers=bearer(w.platform.key_b)).status_code == 404
+    elif ep.route == "/v1/uploads":
+        assert (w.root / "tenants/tenant-a/uploads" / r.json()["upload_id"] / "data").exists()
+    elif ep.method == "POST" and ep.route.endswith("/import-jobs"):
+        assert wait_job(w.http, key, names.group, names.job)["status"] == "ACTIVE"
+
+
+def _check_other(w: World, ep: Endpoint, names: Names, r: httpx.Response,
+                 headers: dict[str, str]) -> None:
+    key_a, key_b = w.platform.key_a, w.platform.key_b
+    if ep.scope == NAMED:
+        assert r.status_code == 404, (r.status_code, r.text)
+        assert error_of(r)["type"] == "not_found"
+        _assert_reveals_nothing(w, ep, r, headers)
+    elif ep.scope == WHOAMI:
+        assert r.json() == {"tenant": "tenant-b"}
+    elif ep.scope == LIST:
+        assert r.status_code == 200, r.text
+        seen = {g["name"] for g in r.json()["items"]}
+        assert w.b_group in seen
+        assert not seen & list_names(w.http, key_a, G), "B's list shows A's groups"
+        assert w.a.group not in r.text
+    elif ep.route == G:  # B creates in its own namespace only
+        assert r.status_code == 201, r.text
+        assert w.http.get(f"{G}/{names.group}", headers=bearer(key_b)).status_code == 200
+        assert w.http.get(f"{G}/{names.group}", headers=bearer(key_a)).status_code == 404
+    elif ep.route == "/v1/uploads":
+        assert r.status_code == 201, r.text
+        upload_id = r.json()["upload_id"]
+        assert (w.root / "tenants/tenant-b/uploads" / upload_id / "data").exists()
+        assert not (w.root / "tenants/tenant-a/uploads" / upload_id).exists()
+    else:
+        raise AssertionError(f"no check for {ep.method} {ep.route}")
+
+
+def test_same_group_name_in_two_tenants_stays_separate(world: World) -> None:
+    """B may reuse A's group name: it gets its own empty group; A's, with children, is untouched."""
+    http, key_b, a = world.http, world.platform.key_b, world.a
+    r = http.post(G, json={"name": a.group, "description": "B's"}, headers=bearer(key_b))
+    assert r.status_code == 201, r.text
+    try:
+        assert http.get(f"{G}/{a.group}/datasets", headers=bearer(key_b)).json()["items"] == []
+        assert http.get(f"{G}/{a.group}/import-jobs", headers=bearer(key_b)).json()["items"] == []
+        # A's job under B's same-named group: the answer of a job that exists nowhere.
+        nowhere = replace(a, job=unique("job"))
+        ep = next(e for e in ENDPOINTS if e.route.endswith("/import-jobs/{job}"))
+        assert _comparable(ep.send(http, a, bearer(key_b)), a) == \
+            _comparable(ep.send(http, nowhere, bearer(key_b)), nowhere)
+        assert world.a_view() == world.baseline
+    finally:
+        assert http.delete(f"{G}/{a.group}", params={"force": "true"},
+                           headers=bearer(key_b)).status_code == 204
+    assert world.a_view() == world.baseline
+
+
+def test_upload_ids_do_not_cross_tenants(world: World) -> None:
+    """A tenant naming another's upload gets the 404 of an upload that never existed."""
+    http, p = world.http, world.platform
+
+    def import_from(key: str, group: str, upload_id: str) -> httpx.Response:
+        body = _job_body(Names(group, unique("job"), upload_id))
+        return http.post(f"{G}/{group}/import-jobs", json=body, headers=bearer(key))
+
+    for key, group, theirs in ((p.key_b, world.b_group, world.a.upload_id),
+                               (p.key_a, world.a.group, upload(http, p.key_b))):
+        r = import_from(key, group, theirs)
+        assert r.status_code == 404, r.text
+        assert error_of(r)["field"] == "source.upload_id"
+        never = uuid.uuid4().hex
+        assert r.content.replace(theirs.encode(), b"<id>") == \
+            import_from(key, group, never).content.replace(never.encode(), b"<id>")
+    assert world.a_view() == world.baseline
+
+
+@pytest.mark.parametrize("route", [G, G + "/{group}/datasets", G + "/{group}/import-jobs"])
+def test_tenant_field_in_body_is_rejected(world: World, route: str) -> None:
+    """A body naming a tenant is refused (unknown field), not honoured, and creates nothing."""
+    http, p = world.http, world.platform
+    group = make_group(http, p.key_a, kind="interactions" if "import" in route else None)
+    body = {G: {"name": unique()},
+            G + "/{group}/datasets": {"kind": "interactions", "schema": INTERACTIONS_SCHEMA},
+            G + "/{group}/import-jobs": _job_body(replace(world.a, job=unique("job")))}[route]
+    path = route.format(group=group)
+    before = store_files(world.root)
+    r = http.post(path, json={**body, "tenant": "tenant-b"}, headers=bearer(p.key_a))
+    assert r.status_code == 400, r.text
+    err = error_of(r)
+    assert err["type"] == "invalid_input" and err["field"] == "tenant"
+    assert store_files(world.root) == before
+
+
+def test_tenant_hints_outside_the_key_are_ignored(world: World) -> None:
+    """Only the key decides the tenant: a tenant in the query or a header changes nothing."""
+    r = world.http.get(G, params={"tenant": "tenant-b", "max_results": 1000},
+                       headers={**bearer(world.platform.key_a), "X-Tenant": "tenant-b",
+                                "X-Tagrec-Tenant": "tenant-b"})
+    assert r.status_code == 200, r.text
+    seen = {g["name"] for g in r.json()["items"]}
+    assert world.a.group in seen and world.b_group not in seen
+
+
+def test_authorization_header_decides_over_x_api_key(world: World) -> None:
+    """With both headers, a bad Authorization is not rescued by a good X-Api-Key."""
+    p = world.platform
+    r = world.http.get("/v1/whoami", headers={"Authorization": "Basic xxx", "X-Api-Key": p.key_a})
+    assert_unauthenticated(r)
+    r = world.http.get("/v1/whoami", headers={**bearer(p.key_b), "X-Api-Key": p.key_a})
+    assert r.json() == {"tenant": "tenant-b"}
+
+
+# ---- 2. names -----------------------------------------------------------------------------------
+
+BAD_NAMES = [  # (id, as a URL path segment, as a JSON string)
+    ("dotdot", "..", ".."),
+    ("dotdot-slash-x", "../x", "../x"),
+    ("pct-dotdot", "%2e%2e", "%2e%2e"),
+    ("pct-dotdot-slash-etc", "%2E%2E%2Fetc", "%2E%2E%2Fetc"),
+    ("slash", "a%2Fb", "a/b"),
+    ("nul", "%00", "\x00"),
+    ("64-chars", "x" * 64, "x" * 64),
+    ("leading-dash", "-leading", "-leading"),
+    ("space", "with%20space", "with space"),
+    ("unicode", quote("ünïcode"), "ünïcode"),
+    ("empty", "", ""),
+    ("dot", ".", "."),
+    ("trailing-newline", "a%0A", "a\n"),
+]
+_SUSPICIOUS = re.compile(r"[%\s\x00/\\]|[^\x00-\x7f]|^-|^\.\.?$|^x{64}$")
+
+def _path_cases() -> list[Any]:
+    return list(_path_case_iter())
+
+
+def _path_case_iter() -> Iterator[Any]:
+    for ep in ENDPOINTS:
+        for slot in re.findall(r"\{(\w+)\}", ep.route):
+            for vid, segment, _ in BAD_NAMES:
+                yield pytest.param(ep, slot, segment, id=f"{ep.method} {ep.route} {slot}={vid}")
+
+
+@pytest.fixture(scope="module")
+def name_target(http: httpx.Client, platform: Platform, world: World) -> Names:
+    """A's group for hostile-name requests: valid names around the hostile one (own key)."""
+    group = make_group(http, platform.key_a, kind="interactions")
+    return Names(group, import_now(http, platform.key_a, group, world.a.upload_id),
+                 world.a.upload_id)
+
+
+def send_raw(url: str, method: str, target: str, headers: dict[str, str],
+             body: bytes = b"") -> httpx.Response:
+    """Send `target` byte for byte (httpx would resolve `..` segments before sending)."""
+    u = httpx.URL(url)
+    hdrs = [(k.encode(), v.encode()) for k, v in headers.items()]
+    if body:
+        hdrs.append((b"Content-Type", b"application/json"))
+    r = httpcore.request(method, httpcore.URL(scheme=b"http", host=u.host.encode(), port=u.port,
+                                              target=target.encode("ascii")),
+                         headers=hdrs, content=body,
+                         extensions={"timeout": {"connect": 10, "read": 30, "write": 30,
+                                                 "pool": 10}})
+    return httpx.Response(r.status, headers=r.headers, content=r.content)
+
+
+def assert_store_layout(root: Path) -> None:
+    """Only tenants' and system folders, and no hostile name anywhere, in or beside the store."""
+    assert sorted(os.listdir(root.parent)) == [root.name], "something was written beside the store"
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            parts = (Path(dirpath) / name).relative_to(root).parts
+            assert parts[0] in ("tenants", "system"), parts
+            assert parts[:2] == ("tenants",) or parts[0] == "system" or \
+                parts[1] in ("tenant-a", "tenant-b"), parts
+            assert not any(_SUSPICIOUS.search(part) for part in parts), parts
+
+
+@pytest.mark.parametrize(("ep", "slot", "segment"), _path_cases())
+def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: str,
+                          segment: str) -> None:
+    good = {"group": name_target.group, "kind": name_target.kind, "job": name_target.job}
+    target = re.sub(r"\{(\w+)\}", lambda m: segment if m[1] == slot else good[m[1]], ep.route)
+    c = ep.call(replace(name_target, job=unique("job")))
+    body = httpx.Request("POST", "http://x", json=c.json).content if c.json is not None else b""
+    r = send_raw(world.platform.url, ep.method, target, bearer(world.platform.key_a), body)
+    assert r.status_code in (400, 404, 405, 422), (target, r.status_code, r.text)
+    error_of(r)
+    assert_store_layout(world.root)
+    assert world.a_view() == world.baseline
+
+
+BODY_NAME_SLOTS = [  # (route, field, valid body)
+    (G, "name", lambda n: {"name": n.group}),
+    (G + "/{group}/import-jobs", "name", _job_body),
+    (G + "/{group}/import-jobs", "dataset", _job_body),
+    (G + "/{group}/datasets", "kind", lambda n: {"kind": "items", "schema": ITEMS_SCHEMA}),
+]
+
+
+@pytest.mark.parametrize(("route", "name_field", "body"), BODY_NAME_SLOTS,
+                         ids=[f"{r} {f}" for r, f, _ in BODY_NAME_SLOTS])
+@pytest.mark.parametrize("value", [v for _, _, v in BAD_NAMES], ids=[i for i, _, _ in BAD_NAMES])
+def test_bad_name_in_body(world: World, name_target: Names, route: str, name_field: str,
+                          body: Callable[[Names], dict[str, Any]], value: str) -> None:
+    path = route.format(group=name_target.group)
+    r = world.http.post(path, json={**body(name_target), name_field: value},
+                        headers=bearer(world.platform.key_a))
+    assert r.status_code == 400, r.text
+    assert error_of(r)["field"] == name_field
+    assert_store_layout(world.root)
+
+
+# ---- 3. request validation ----------------------------------------------------------------------
+
+DS = G + "/{group}/datasets"
+JOBS = G + "/{group}/import-jobs"
+_FIELDS = INTERACTIONS_SCHEMA["fields"]
+
+
+def _job(**source: Any) -> dict[str, Any]:
+    return {"name": "{new}", "dataset": "interactions", "source": source}
+
+
+@dataclass(frozen=True)
+class Bad:
+    """A malformed request and the answer it must get; `hint` must appear in message or field."""
+
+    id: str
+    method: str
+    path: str
+    status: int | tuple[int, ...]
+    hint: str | None = None
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+VALIDATION = [
+    Bad("malformed-json", "POST", G, 400, content=b'{"name": ', headers=JSON),
+    Bad("not-utf8-json", "POST", G, 400, content=b'{"name": "\xff\xfe"}', headers=JSON),
+    Bad("json-array", "POST", G, 400, json=[{"name": "{new}"}]),
+    Bad("json-string", "POST", G, 400, json="{new}"),
+    Bad("json-null", "POST", G, 400, content=b"null", headers=JSON),
+    Bad("deeply-nested-json", "POST", G, 400, content=b"[" * 100_000 + b"]" * 100_000,
+        headers=JSON),
+    Bad("unknown-field", "POST", G, 400, "colour", json={"name": "{new}", "colour": "red"}),
+    Bad("name-not-a-string", "POST", G, 400, "name", json={"name": 5}),
+    Bad("description-not-a-string", "POST", G, 400, "description",
+        json={"name": "{new}", "description": ["x"]}),
+    Bad("description-too-long", "POST", G, 400, "description",
+        json={"name": "{new}", "description": "d" * 1001}),
+    Bad("missing-name", "POST", G, 400, "name", json={}),
+    Bad("missing-kind", "POST", DS, 400, "kind", json={"schema": INTERACTIONS_SCHEMA}),
+    Bad("missing-schema", "POST", DS, 400, "schema", json={"kind": "interactions"}),
+    Bad("schema-not-an-object", "POST", DS, 400, "schema", json={"kind": "items", "schema": []}),
+    Bad("schema-no-fields", "POST", DS, 400, "fields",
+        json={"kind": "items", "schema": {"fields": []}}),
+    Bad("schema-duplicate-field", "POST", DS, 400, "user_id", json={
+        "kind": "interactions",
+        "schema": {"fields": [*_FIELDS, {"name": "user_id", "type": "string"}]}}),
+    Bad("schema-timestamp-role-on-string", "POST", DS, 400, "happened_at", json={
+        "kind": "interactions",
+        "schema": {"fields": [*_FIELDS[:2], {"name": "happened_at", "type": "string",
+                                             "role": "TIMESTAMP"}]}}),
+    Bad("schema-interactions-without-user-id", "POST", DS, 400, "USER_ID", json={
+        "kind": "interactions", "schema": {"fields": _FIELDS[1:]}}),
+    Bad("schema-role-twice", "POST", DS, 400, "ITEM_ID", json={
+        "kind": "interactions",
+        "schema": {"fields": [*_FIELDS, {"name": "other_item", "type": "string",
+                                         "role": "ITEM_ID"}]}}),
+    Bad("schema-unknown-type", "POST", DS, 400, "type", json={
+        "kind": "items", "schema": {"fields": [{"name": "item_id", "type": "blob"}]}}),
+    Bad("schema-bad-field-name", "POST", DS, 400, "name", json={
+        "kind": "items", "schema": {"fields": [{"name": "1 bad", "type": "string",
+                                                "role": "ITEM_ID"}]}}),
+    Bad("schema-257-fields", "POST", DS, 400, "fields", json={
+        "kind": "items", "schema": {"fields": [{"name": f"f{i}", "type": "string"}
+                                               for i in range(257)]}}),
+    Bad("schema-long-delimiter", "POST", DS, 400, "categorical_delimiter", json={
+        "kind": "items", "schema": {**ITEMS_SCHEMA, "categorical_delimiter": "||"}}),
+    Bad("job-no-source", "POST", JOBS, 400, "source",
+        json={"name": "{new}", "dataset": "interactions"}),
+    Bad("job-two-sources", "POST", JOBS, 400, "upload_id",
+        json=_job(upload_id=uuid.uuid4().hex, uri="s3://bucket/key.csv")),
+    Bad("job-malformed-upload-id", "POST", JOBS, 400, "upload_id", json=_job(upload_id="../x")),
+    Bad("job-unknown-upload-id", "POST", JOBS, 404, "upload_id",
+        json=_job(upload_id=uuid.uuid4().hex)),
+    Bad("job-file-uri", "POST", JOBS, 400, "uri", json=_job(uri="file:///etc/passwd")),
+    Bad("job-unknown-format", "POST", JOBS, 400, "format",
+        json=_job(uri="s3://bucket/key.csv", format="xls")),
+    Bad("job-unknown-mode", "POST", JOBS, 400, "mode",
+        json={**_job(uri="s3://bucket/key.csv"), "mode": "sideways"}),
+    Bad("max-results-0", "GET", G + "?max_results=0", 400, "max_results"),
+    Bad("max-results-5000", "GET", G + "?max_results=5000", 400, "max_results"),
+    Bad("max-results-not-an-int", "GET", G + "?max_results=ten", 400, "max_results"),
+    Bad("jobs-max-results-0", "GET", JOBS + "?max_results=0", 400, "max_results"),
+    Bad("jobs-max-results-5000", "GET", JOBS + "?max_results=5000", 400, "max_results"),
+    Bad("next-token-too-long", "GET", G + "?next_token=" + "t" * 64, 400, "next_token"),
+    Bad("force-not-a-bool", "DELETE", G + "/{group}?force=maybe", 400, "force"),
+    Bad("idempotency-key-too-long", "POST", G, 400, "idempotency",
+        json={"name": "{new}"}, headers={"Idempotency-Key": "k" * 201}),
+    Bad("filename-too-long", "POST", "/v1/uploads", 400, "filename",
+        content=CSV, headers={"X-Filename": "f" * 256}),
+    Bad("body-over-1mib", "POST", G, 413, content=b" " * (MIB + 1), headers=JSON),
+    Bad("empty-body", "POST", G, 400, content=b"", headers=JSON),
+    Bad("no-body", "POST", G, 400),
+    Bad("text-plain", "POST", G, (400, 415), content=b'{"name": "ct-1"}',
+        headers={"Content-Type": "text/plain"}),
+    Bad("form-encoded", "POST", G, (400, 415), content=b"name=form-1",
+        headers={"Content-Type": "application/x-www-form-urlencoded"}),
+]
+
+
+def _fill(obj: Any, group: str, new: str) -> Any:
+    """`obj` with "{group}" and "{new}" (a fresh name) filled in, recursively."""
+    if isinstance(obj, str):
+        return obj.replace("{group}", group).replace("{new}", new)
+    if isinstance(obj, list):
+        return [_fill(v, group, new) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _fill(v, group, new) for k, v in obj.items()}
+    return obj
+
+
+@pytest.fixture(scope="module")
+def validation_group(http: httpx.Client, platform: Platform) -> str:
+    """A's group with an interactions dataset and an import job, the target of bad requests."""
+    group = make_group(http, platform.key_a, kind="interactions")
+    import_now(http, platform.key_a, group, upload(http, platform.key_a))
+    return group
+
+
+@pytest.mark.parametrize("bad", VALIDATION, ids=lambda b: b.id)
+def test_request_validation(world: World, validation_group: str, bad: Bad) -> None:
+    key = world.platform.key_a
+    before = store_files(world.root, "tenants")
+    kwargs: dict[str, Any] = {"headers": {**bearer(key), **bad.headers}}
+    if bad.json is not None:
+        kwargs["json"] = _fill(bad.json, validation_group, unique())
+    if bad.content is not None:
+        kwargs["content"] = bad.content
+    r = world.http.request(bad.method, _fill(bad.path, validation_group, ""), **kwargs)
+    expected = bad.status if isinstance(bad.status, tuple) else (bad.status,)
+    assert r.status_code in expected, (r.status_code, r.text)
+    err = error_of(r)
+    if bad.hint:
+        assert bad.hint.lower() in f"{err['message']} {err['field']}".lower(), err
+    assert store_files(world.root, "tenants") == before, "a refused request wrote"
+    r = world.http.get(f"{G}/{validation_group}/import-jobs", headers=bearer(key))
+    assert r.status_code == 200 and len(r.json()["items"]) == 1
+
+
+def test_chunked_body_over_1mib_is_413(world: World) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "chunked-big", "description": "'
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b'"}'
+
+    r = world.http.post(G, content=chunks(), headers={**bearer(world.platform.key_a), **JSON})
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    assert r.status_code == 413, r.text
+    assert error_of(r)["type"] == "payload_too_large"
+
+
+def test_unauthenticated_is_checked_before_the_body(world: World) -> None:
+    """Without a key, a bad body is a 401, not a validation error that echoes the input."""
+    r = world.http.post(G, json={"name": 5, "colour": "red"})
+    assert_unauthenticated(r)
+
+
+# ---- 4. duplicates ------------------------------------------------------------------------------
+
+def test_duplicate_group_is_409(world: World) -> None:
+    http, key = world.http, world.platform.key_a
+    group = make_group(http, key)
+    for headers in ({}, {"Idempotency-Key": uuid.uuid4().hex}):
+        r = http.post(G, json={"name": group}, headers={**bearer(key), **headers})
+        assert r.status_code == 409, r.text
+        err = error_of(r)
+        assert err["type"] == "conflict"
+        assert group in err["message"] and "already exists" in err["message"]
+
+
+def _race(n: int, send: Callable[[int], httpx.Response]) -> list[httpx.Response]:
+    """`send(i)` for i < n on n threads released together."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> httpx.Response:
+        barrier.wait()
+        return send(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+RACES = {  # what is created -> (path, body) for a fresh target in A's namespace
+    "group": lambda w: (G, {"name": unique()}),
+    "dataset": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a)}/datasets",
+                          {"kind": "interactions", "schema": INTERACTIONS_SCHEMA}),
+    "import-job": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a, kind='interactions')}"
+                             "/import-jobs", _job_body(replace(w.a, job=unique("job")))),
+}
+
+
+@pytest.mark.parametrize("keys", ["distinct-keys", "no-keys"])
+@pytest.mark.parametrize("what", RACES)
+def test_racing_creates_make_exactly_one(world: World, what: str, keys: str) -> None:
+    http, key = world.http, world.platform.key_a
+    path, body = RACES[what](world)
+    idem = [uuid.uuid4().hex if keys == "distinct-keys" else None for _ in range(16)]
+
+    def send(i: int) -> httpx.Response:
+        extra = {"Idempotency-Key": idem[i]} if idem[i] else {}
+        return http.post(path, json=body, headers={**bearer(key), **extra})
+
+    answers = _race(16, send)
+    statuses = sorted(r.status_code for r in answers)
+    assert statuses == [201] + [409] * 15, [(r.status_code, r.text) for r in answers]
+    winner = next(i for i, r in enumerate(answers) if r.status_code == 201)
+    for r in answers:
+        if r.status_code == 409:
+            assert error_of(r)["type"] == "conflict"
+    if what == "import-job":
+        wait_job(http, key, path.split("/")[3], body["name"])
+    if keys == "no-keys":
+        return
+    created = answers[winner].json()
+    again = send(winner)  # the winner's retry: the same resource, not a conflict
+    assert again.status_code == 200, again.text
+    assert (again.json()["name"], again.json()["created_at"]) == (created["name"],
+                                                                  created["created_at"])
+    if what == "group":
+        assert again.json() == created
+    loser = next(i for i, r in enumerate(answers) if r.status_code == 409)
+    assert send(loser).status_code == 409  # a loser's key never created anything
+
+
+def test_idempotency_keys_are_per_tenant(world: World) -> None:
+    """B replaying A's key and name creates B's own group; it never returns A's."""
+    http, p = world.http, world.platform
+    name, idem = unique(), uuid.uuid4().hex
+    a = http.post(G, json={"name": name}, headers={**bearer(p.key_a), "Idempotency-Key": idem})
+    b = http.post(G, json={"name": name}, headers={**bearer(p.key_b), "Idempotency-Key": idem})
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert a.json()["created_at"] != b.json()["created_at"]
+    assert http.delete(f"{G}/{name}", headers=bearer(p.key_b)).status_code == 204
+    assert http.get(f"{G}/{name}", headers=bearer(p.key_a)).json() == a.json()
+
+
+def test_delete_group_with_datasets_needs_force(world: World) -> None:
+    http, key = world.http, world.platform.key_a
+    group = make_group(http, key, kind="interactions")
+    r = http.delete(f"{G}/{group}", headers=bearer(key))
+    assert r.status_code == 409, r.text
+    err = error_of(r)
+    assert err["type"] == "conflict" and "interactions" in err["message"]
+    assert http.get(f"{G}/{group}/datasets/interactions", headers=bearer(key)).status_code == 200
+
+    r = http.delete(f"{G}/{group}", params={"force": "true"}, headers=bearer(key))
+    assert r.status_code == 204, r.text
+    for path in (f"{G}/{group}", f"{G}/{group}/datasets", f"{G}/{group}/datasets/interactions"):
+        r = http.get(path, headers=bearer(key))
+        assert r.status_code == 404, (path, r.text)
+        assert error_of(r)["type"] == "not_found"
+    assert group not in list_names(http, key, G)
