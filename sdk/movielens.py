@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
+from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField, interactions_schema
 
 __all__ = ["MovieLensData", "MovieLensFormat", "convert", "detect_format"]
 
@@ -353,15 +353,7 @@ def _schemas(has_users: bool) -> dict[DatasetKind, Schema]:
         return SchemaField(name=name, type=type_, role=role, nullable=nullable)
 
     schemas = {
-        DatasetKind.INTERACTIONS: Schema(
-            fields=[
-                f("user_id", FieldType.STRING, Role.USER_ID),
-                f("item_id", FieldType.STRING, Role.ITEM_ID),
-                f("timestamp", FieldType.TIMESTAMP, Role.TIMESTAMP),
-                f("event_type", FieldType.STRING, Role.EVENT_TYPE),
-                f("event_value", FieldType.FLOAT, Role.EVENT_VALUE),
-            ]
-        ),
+        DatasetKind.INTERACTIONS: interactions_schema(),
         DatasetKind.ITEMS: Schema(
             fields=[
                 f("item_id", FieldType.STRING, Role.ITEM_ID),

@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
+from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField, interactions_schema
 
 __all__ = ["GENRES", "SyntheticData", "generate"]
 
@@ -90,15 +90,7 @@ def _schemas() -> dict[DatasetKind, Schema]:
         return SchemaField(name=name, type=type_, role=role, nullable=False)
 
     return {
-        DatasetKind.INTERACTIONS: Schema(
-            fields=[
-                f("user_id", FieldType.STRING, Role.USER_ID),
-                f("item_id", FieldType.STRING, Role.ITEM_ID),
-                f("timestamp", FieldType.TIMESTAMP, Role.TIMESTAMP),
-                f("event_type", FieldType.STRING, Role.EVENT_TYPE),
-                f("event_value", FieldType.FLOAT, Role.EVENT_VALUE),
-            ]
-        ),
+        DatasetKind.INTERACTIONS: interactions_schema(),
         DatasetKind.ITEMS: Schema(
             fields=[
                 f("item_id", FieldType.STRING, Role.ITEM_ID),

@@ -36,6 +36,7 @@ __all__ = [
     "ErrorBody",
     "Page",
     "TERMINAL_STATUSES",
+    "interactions_schema",
 ]
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$"
@@ -180,6 +181,17 @@ class Schema(_Model):
         if extra:
             names = ", ".join(sorted(r.value for r in extra))
             raise ValueError(f"role {names} is not allowed in a {kind.value} schema")
+
+
+def interactions_schema() -> Schema:
+    """The interactions schema tagrec's own converters and generator write (event value: float)."""
+    return Schema(fields=[
+        SchemaField(name="user_id", type=FieldType.STRING, role=Role.USER_ID),
+        SchemaField(name="item_id", type=FieldType.STRING, role=Role.ITEM_ID),
+        SchemaField(name="timestamp", type=FieldType.TIMESTAMP, role=Role.TIMESTAMP),
+        SchemaField(name="event_type", type=FieldType.STRING, role=Role.EVENT_TYPE, nullable=False),
+        SchemaField(name="event_value", type=FieldType.FLOAT, role=Role.EVENT_VALUE, nullable=False),
+    ])
 
 
 class _Resource(_Model):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -319,7 +319,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             raise ApiError(400, "invalid_input", "source.uri points inside the platform's own "
                                                  "store; give a bucket of yours", "source.uri")
         doc = {"name": body.name, "dataset_group": group, "dataset": body.dataset.value,
-               "mode": body.mode.value, "source": source, "source_name": source_name, "status": Status.CREATE_PENDING.value,
+               "mode": body.mode.value, "source": source, "source_name": source_name,
+               "status": Status.CREATE_PENDING.value,
                "progress": {"rows": 0, "bytes_read": 0, "bytes_total": None}}
         doc = _create(keys.import_job(group, body.name), doc, idem,
                       f"import job {body.name!r}", response)
@@ -328,9 +329,10 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                 submit_import(t, group, body.name)
             except Exception as e:  # the job cannot start: say so on the job
                 log.exception("could not submit import job")
+                reason = f"could not start the job: {type(e).__name__}: {e}"
                 doc = registry.update(keys.import_job(group, body.name), lambda d: {
                     **d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
-                    "failure_reason": f"could not start the job: {type(e).__name__}: {e}"})
+                    "failure_reason": reason})
         return doc
 
     @app.get("/v1/dataset-groups/{group}/import-jobs", tags=["datasets"])
@@ -358,7 +360,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         """A running job reports progress every second; one silent for long has died."""
         if doc["status"] != Status.CREATE_IN_PROGRESS.value:
             return doc
-        age = (datetime.now(timezone.utc) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
+        age = (datetime.now(UTC) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
         if age < stale_after_s:
             return doc
 

@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-__all__ = ["StoreConfig", "Backend", "LocalBackend", "S3Backend", "open_backend", "PreconditionFailed"]
+__all__ = ["StoreConfig", "Backend", "LocalBackend", "S3Backend", "open_backend", "s3_filesystem",
+           "PreconditionFailed"]
 
 
 class PreconditionFailed(Exception):
@@ -134,13 +135,23 @@ class LocalBackend(Backend):
         data = Path(self.path(key)).read_bytes()
         return data, _etag(data)
 
-    def _write_atomic(self, target: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    @staticmethod
+    def _write_temp(directory: Path, data: bytes) -> str:
+        """Write `data` durably to a new temporary file in `directory`; returns its path."""
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def _write_atomic(self, target: Path, data: bytes) -> None:
+        tmp = self._write_temp(target.parent, data)
+        try:
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -149,12 +160,8 @@ class LocalBackend(Backend):
     def create(self, key: str, data: bytes) -> str:
         target = Path(self.path(key))
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+        tmp = self._write_temp(target.parent, data)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
             # link() fails if the target exists: an atomic, complete, exclusive create.
             os.link(tmp, target)
         except FileExistsError:
@@ -204,13 +211,7 @@ class S3Backend(Backend):
             region_name=region,
             config=Config(retries={"max_attempts": 5, "mode": "standard"}),
         )
-        kwargs: dict = {}
-        if endpoint_url:
-            parsed = urlparse(endpoint_url)
-            kwargs = {"endpoint_override": parsed.netloc, "scheme": parsed.scheme or "https"}
-        if region:
-            kwargs["region"] = region
-        self.filesystem = pafs.S3FileSystem(**kwargs)
+        self.filesystem = s3_filesystem(endpoint_url, region)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -233,7 +234,8 @@ class S3Backend(Backend):
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey") or status in (409, 412):
+            lost = code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey")
+            if lost or status in (409, 412):
                 raise PreconditionFailed(key) from None
             raise
         return out["ETag"].strip('"')
@@ -255,6 +257,18 @@ class S3Backend(Backend):
         for i in range(0, len(keys), 1000):
             chunk = [{"Key": self._key(k)} for k in keys[i : i + 1000]]
             self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True})
+
+
+def s3_filesystem(endpoint_url: str | None, region: str | None) -> pafs.S3FileSystem:
+    """A pyarrow S3 filesystem; writes go out as they are made (memory stays bounded even when
+    the server is slower than the writer, which background writes would buffer without limit)."""
+    kwargs: dict[str, Any] = {"background_writes": False}
+    if endpoint_url:
+        parsed = urlparse(endpoint_url)
+        kwargs.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs)
 
 
 def open_backend(config: StoreConfig) -> Backend:

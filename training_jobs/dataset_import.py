@@ -15,6 +15,7 @@ import argparse
 import csv
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +28,7 @@ import pyarrow.parquet as pq
 
 from sdk.types import Schema, Status
 from store import Keys, Store, StoreConfig, now_iso
+from store.fs import s3_filesystem
 from store.snapshots import SnapshotWriter, new_snapshot_id, publish
 from store.tables import DataError, arrow_schema, conform
 
@@ -35,6 +37,11 @@ __all__ = ["run_import", "import_task", "ImportFailed", "BLOCK_SIZE"]
 # Bytes of CSV per block: bounds memory, keeps Arrow vectorized. The env override is for tests.
 BLOCK_SIZE = int(os.environ.get("TAGREC_IMPORT_BLOCK_SIZE") or 16 << 20)
 PROGRESS_EVERY_S = 1.0
+# Arrow's streaming CSV reader reads up to 32 blocks ahead of its consumer (512 MiB at 16 MiB
+# blocks) whenever reading outpaces conversion and upload, and holds them all in memory. The
+# source stream makes its reads wait once they are this many blocks ahead of the batches taken.
+READAHEAD_BLOCKS = 4
+_READAHEAD_WAIT_S = 10.0  # a read held back this long ends the throttling: never hang on it
 
 
 class ImportFailed(Exception):
@@ -51,13 +58,7 @@ class _Source:
             self.name = name or "upload"
         else:
             uri = urlparse(source["uri"])
-            kwargs: dict[str, Any] = {}
-            if store.config.endpoint_url:
-                ep = urlparse(store.config.endpoint_url)
-                kwargs = {"endpoint_override": ep.netloc, "scheme": ep.scheme or "https"}
-            if store.config.region:
-                kwargs["region"] = store.config.region
-            self.fs = pafs.S3FileSystem(**kwargs)
+            self.fs = s3_filesystem(store.config.endpoint_url, store.config.region)
             self.path = f"{uri.netloc}{uri.path}"
             self.name = source["uri"]
         info = self.fs.get_file_info(self.path)
@@ -89,7 +90,7 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
             f"{', '.join(missing)}; header has: {shown})"
         )
     raw = src.fs.open_input_stream(src.path)
-    counted = _CountingStream(raw, progress)
+    counted = _CountingStream(raw, progress, ahead=READAHEAD_BLOCKS * BLOCK_SIZE)
     stream = pa.CompressedInputStream(counted, compression) if compression else counted
     try:
         reader = pacsv.open_csv(
@@ -108,14 +109,18 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
         )
     except pa.ArrowInvalid as e:
         raise ImportFailed(_csv_message(src, e)) from None
-    while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            return
-        except pa.ArrowInvalid as e:
-            raise ImportFailed(_csv_message(src, e, progress.get("rows", 0))) from None
-        yield batch
+    try:
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except pa.ArrowInvalid as e:
+                raise ImportFailed(_csv_message(src, e, progress.get("rows", 0))) from None
+            counted.consumed(BLOCK_SIZE)
+            yield batch
+    finally:
+        counted.release()  # a reader abandoned mid-file must not wait for us
 
 
 def _csv_header(src: _Source, compression: str | None) -> list[str]:
@@ -155,18 +160,47 @@ _BAD_ROW = re.compile(r"CSV parse error: Row #(\d+): Expected (\d+) columns, got
 
 
 class _CountingStream:
-    """A file-like wrapper counting bytes read, for progress."""
+    """A file-like wrapper counting bytes read, for progress, and bounding read-ahead.
 
-    def __init__(self, raw: Any, progress: dict[str, int]) -> None:
+    With `ahead`, `read` waits while it is `ahead` bytes past what the consumer has taken
+    (`consumed`), so Arrow's background reader cannot pile the file up in memory when
+    conversion and upload are slower than reading.
+    """
+
+    def __init__(self, raw: Any, progress: dict[str, int], ahead: int | None = None) -> None:
         self.raw, self.progress = raw, progress
         self.closed = False
+        self._ahead = ahead
+        self._read = 0
+        self._taken = 0
+        self._cond = threading.Condition()
 
     def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            if self._ahead is not None and not self._cond.wait_for(
+                    lambda: self._ahead is None or self._read < self._taken + self._ahead,
+                    timeout=_READAHEAD_WAIT_S):
+                self._ahead = None  # the reader may need more than we thought: stop holding back
         data = self.raw.read(n)
+        with self._cond:
+            self._read += len(data)
         self.progress["bytes_read"] = self.progress.get("bytes_read", 0) + len(data)
         return data
 
+    def consumed(self, nbytes: int) -> None:
+        """The consumer took a batch made of about `nbytes` of the source."""
+        with self._cond:
+            self._taken += nbytes
+            self._cond.notify_all()
+
+    def release(self) -> None:
+        """Stop holding reads back (the consumer is gone or done)."""
+        with self._cond:
+            self._ahead = None
+            self._cond.notify_all()
+
     def close(self) -> None:
+        self.release()
         self.closed = True
         self.raw.close()
 

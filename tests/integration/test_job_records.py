@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,8 +19,8 @@ def test_silent_in_progress_job_is_marked_failed(platform) -> None:
     client.datasets.create(group, kind="interactions", schema=INTERACTIONS_SCHEMA)
     registry = Store(StoreConfig.from_env(platform.store_uri)).registry
     keys = Keys("tenant-a")
-    long_ago = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
-    recent = datetime.now(timezone.utc).isoformat()
+    long_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    recent = datetime.now(UTC).isoformat()
     for name, updated in (("dead", long_ago), ("alive", recent)):
         registry.create(keys.import_job(group, name), {
             "name": name, "dataset_group": group, "dataset": "interactions", "mode": "full",
