@@ -246,8 +246,15 @@ class ImportSource(_Model):
     def _one(self) -> ImportSource:
         if (self.upload_id is None) == (self.uri is None):
             raise ValueError("give exactly one of upload_id or uri")
-        if self.uri is not None and not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+", self.uri):
-            raise ValueError(f"uri must look like s3://bucket/key, got {self.uri!r}")
+        if self.uri is not None:
+            m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(.+)", self.uri)
+            if not m:
+                raise ValueError(f"uri must look like s3://bucket/key, got {self.uri!r}")
+            # S3 clients normalize '.'/'..' segments and decode '%': a key must mean what it says.
+            segments = m.group(2).split("/")
+            if any(s in ("", ".", "..") for s in segments) or re.search(r"[%\\\x00-\x1f]", m.group(2)):
+                raise ValueError(f"uri key may not contain '.', '..' or empty segments, '%', '\\' "
+                                 f"or control characters, got {self.uri!r}")
         return self
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,15 +36,17 @@ from store import AlreadyExists, Keys, NotFound, Store, now_iso
 from store.snapshots import read_current
 from store.tenants import resolve_api_key
 
-__all__ = ["create_app", "ApiError", "JobSubmitter"]
+__all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker"]
 
 log = logging.getLogger("tagrec.control_plane")
 
 JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the import
+JobTracker = Callable[[str, str, str], bool]  # (tenant, group, job) -> still held by the runner
 MAX_JSON_BYTES = 1 << 20
 DEFAULT_MAX_UPLOAD_BYTES = 50 << 30
 _AUTH_CACHE_S = 30.0
 STALE_JOB_S = 120.0  # an import job silent this long is dead (it writes progress every second)
+_SUBMIT_GRACE_S = 30.0  # a pending job younger than this may be between its record and its submit
 
 Name = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 
@@ -105,9 +108,19 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def create_app(store: Store, submit_import: JobSubmitter, *,
+               is_tracked: JobTracker = lambda tenant, group, job: True,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                stale_after_s: float = STALE_JOB_S) -> FastAPI:
-    """The control plane app over `store`; `submit_import` starts an import job (e.g. on Ray)."""
+    """The control plane app over `store`.
+
+    Args:
+        store: Where records and data live.
+        submit_import: Starts an import job (e.g. as a Ray task).
+        is_tracked: Whether the runner still holds a submitted job that has not finished; a
+            pending job it does not hold will never run and is reported as failed.
+        max_upload_bytes: Largest upload accepted.
+        stale_after_s: An in-progress job silent this long is reported as failed.
+    """
     app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
                   description="Datasets, recipes, training and campaigns, per tenant.")
     registry = store.registry
@@ -209,12 +222,20 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             raise ApiError(409, "conflict",
                            f"dataset group {group!r} has datasets ({', '.join(kinds)}): delete "
                            f"them first or pass force=true")
+        _refuse_if_importing(keys, group, None)
         # Children first, the group record last: a crash mid-way leaves a visible group to retry.
-        for key in store.backend.list(keys.group(group)):
-            if key != keys.group_record(group):
-                store.backend.delete(key)
+        store.backend.delete_prefix(f"{keys.group(group)}/datasets")
+        store.backend.delete_prefix(keys.import_jobs(group))
         store.backend.delete(keys.group_record(group))
         return Response(status_code=204)
+
+    def _refuse_if_importing(keys: Keys, group: str, kind: str | None) -> None:
+        """409 while an import job runs on the group (or on one dataset of it)."""
+        for doc in registry.list(keys.import_jobs(group), ".json"):
+            doc = _reap(keys, group, doc)
+            if doc["status"] in _RUNNING and kind in (None, doc["dataset"]):
+                raise ApiError(409, "conflict", f"import job {doc['name']!r} is still running on the "
+                                                f"{doc['dataset']} dataset; wait for it to finish")
 
     # ---- datasets ----
     def _dataset_view(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -261,11 +282,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     def delete_dataset(group: Name, kind: DatasetKind, t: Tenant) -> Response:
         keys = Keys(t)
         _dataset(keys, group, kind)
-        running = [j["name"] for j in registry.list(keys.import_jobs(group), ".json")
-                   if j["dataset"] == kind.value and j["status"] in _RUNNING]
-        if running:
-            raise ApiError(409, "conflict", f"import job {running[0]!r} is still running on the "
-                                            f"{kind.value} dataset; wait for it to finish")
+        _refuse_if_importing(keys, group, kind.value)
         store.backend.delete(keys.dataset_record(group, kind.value))
         store.backend.delete_prefix(keys.dataset(group, kind.value))
         return Response(status_code=204)
@@ -278,25 +295,25 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         upload_id = uuid.uuid4().hex
         prefix = keys.upload(upload_id)
         size = 0
-        out = store.backend.open_output(f"{prefix}/data")
+        out = await run_in_threadpool(store.backend.open_output, f"{prefix}/data")
         try:
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > max_upload_bytes:
                     raise ApiError(413, "payload_too_large",
                                    f"upload exceeds the limit of {max_upload_bytes} bytes")
-                out.write(chunk)
-            out.close()
+                await run_in_threadpool(out.write, chunk)  # store I/O must not block the loop
+            await run_in_threadpool(out.close)
         except BaseException:
             try:
-                out.close()
+                await run_in_threadpool(out.close)
             finally:
-                store.backend.delete_prefix(prefix)
+                await run_in_threadpool(store.backend.delete_prefix, prefix)
             raise
         filename = (x_filename or "upload").replace("/", "_")[:255]
-        registry.create(f"{prefix}/upload.json",
-                        {"upload_id": upload_id, "size": size, "filename": filename,
-                         "created_at": now_iso()})
+        await run_in_threadpool(registry.create, f"{prefix}/upload.json",
+                                {"upload_id": upload_id, "size": size, "filename": filename,
+                                 "created_at": now_iso()})
         return {"upload_id": upload_id, "size": size}
 
     # ---- dataset import jobs ----
@@ -342,7 +359,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _group(keys, group)
         page = _page(registry.list(keys.import_jobs(group), ".json"), max_results, next_token)
-        page["items"] = [DatasetImportJob.model_validate(_reap_stale(keys, group, d)).model_dump(
+        page["items"] = [DatasetImportJob.model_validate(_reap(keys, group, d)).model_dump(
             mode="json") for d in page["items"]]
         return page
 
@@ -352,24 +369,28 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _group(keys, group)
         try:
-            return _reap_stale(keys, group, registry.read(keys.import_job(group, job)))
+            return _reap(keys, group, registry.read(keys.import_job(group, job)))
         except NotFound:
             raise _not_found(f"import job {job!r}") from None
 
-    def _reap_stale(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
-        """A running job reports progress every second; one silent for long has died."""
-        if doc["status"] != Status.CREATE_IN_PROGRESS.value:
-            return doc
+    def _reap(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """Report a dead job as failed: a running job writes progress every second, and a
+        pending one is known to the runner until it starts (tasks die with their submitter)."""
         age = (datetime.now(UTC) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
-        if age < stale_after_s:
+        if doc["status"] == Status.CREATE_IN_PROGRESS.value and age >= stale_after_s:
+            reason = (f"the job stopped reporting progress for {int(age)} s (its process died); "
+                      f"the dataset's previous snapshot is unchanged")
+        elif doc["status"] == Status.CREATE_PENDING.value and age >= _SUBMIT_GRACE_S \
+                and not is_tracked(keys.tenant, group, doc["name"]):
+            reason = "the job never started (the platform restarted or its worker was lost); run it again"
+        else:
             return doc
 
         def fail(d: dict[str, Any]) -> dict[str, Any] | None:
-            if d["status"] != Status.CREATE_IN_PROGRESS.value or d["updated_at"] != doc["updated_at"]:
+            if d["status"] != doc["status"] or d["updated_at"] != doc["updated_at"]:
                 return None
             return {**d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
-                    "failure_reason": f"the job stopped reporting progress for {int(age)} s (its "
-                                      f"process died); the dataset's previous snapshot is unchanged"}
+                    "failure_reason": reason}
 
         return registry.update(keys.import_job(group, doc["name"]), fail)
 

@@ -95,13 +95,20 @@ class Backend:
             if not (name.endswith(".lock") or name.startswith(".tmp-")):
                 yield key
 
-    def _list_all(self, prefix: str) -> list[str]:
-        """Every file below `prefix/`, lock and temporary files included, sorted."""
-        infos = self.filesystem.get_file_info(pafs.FileSelector(self.path(prefix), recursive=True,
+    def _list_all(self, prefix: str, recursive: bool = True,
+                  type_: pafs.FileType = pafs.FileType.File) -> list[str]:
+        """Every entry of `type_` below `prefix/`, lock and temporary files included, sorted."""
+        infos = self.filesystem.get_file_info(pafs.FileSelector(self.path(prefix), recursive=recursive,
                                                                 allow_not_found=True))
         root = self.path("")
-        found = sorted(i.path for i in infos if i.type == pafs.FileType.File)
-        return [p[len(root):].lstrip("/") for p in found]
+        found = sorted(i.path for i in infos if i.type == type_)
+        return [p[len(root):].strip("/") for p in found]
+
+    def children(self, prefix: str) -> tuple[list[str], list[str]]:
+        """The files and the folders directly below `prefix/` (one level, as keys)."""
+        files = [k for k in self._list_all(prefix, recursive=False)
+                 if not k.rsplit("/", 1)[-1].endswith(".lock") and ".tmp-" not in k]
+        return files, self._list_all(prefix, recursive=False, type_=pafs.FileType.Directory)
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete everything below `prefix/`."""

@@ -151,15 +151,21 @@ class Registry:
         self.backend.delete(key)
 
     def list(self, prefix: str, suffix: str) -> list[dict[str, Any]]:
-        """Records directly named `{prefix}/*{suffix}` or `{prefix}/*/{suffix}`."""
+        """Records named `{prefix}/*{suffix}`, or `{prefix}/*/{name}` when suffix is `/{name}`.
+
+        Lists one level only, so the Parquet parts below a record's folder are never walked.
+        """
+        files, folders = self.backend.children(prefix)
+        if suffix.startswith("/"):
+            keys = [folder + suffix for folder in folders]
+        else:
+            keys = [f for f in files if f.endswith(suffix)]
         out = []
-        depth = prefix.count("/") + 1 + suffix.count("/")
-        for key in self.backend.list(prefix):
-            if key.endswith(suffix) and key.count("/") == depth:
-                try:
-                    out.append(self.read(key))
-                except NotFound:
-                    continue  # deleted while listing
+        for key in keys:
+            try:
+                out.append(self.read(key))
+            except NotFound:
+                continue  # deleted while listing, or a folder without a record
         return out
 
 

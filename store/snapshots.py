@@ -107,7 +107,10 @@ def read_current(backend: Backend, keys: Keys, group: str, kind: str) -> Manifes
         pointer, _ = backend.get(keys.current(group, kind))
     except FileNotFoundError:
         return None
-    snapshot_id = json.loads(pointer)["snapshot_id"]
+    return _read_manifest(backend, keys, group, kind, json.loads(pointer)["snapshot_id"])
+
+
+def _read_manifest(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: str) -> Manifest:
     data, _ = backend.get(f"{keys.snapshot(group, kind, snapshot_id)}/manifest.json")
     return Manifest(**json.loads(data))
 
@@ -130,12 +133,13 @@ def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: st
             parent = json.loads(data)["snapshot_id"]
         except FileNotFoundError:
             etag, parent = None, None
+        if parent == snapshot_id:  # our swap landed but its answer was lost: done
+            return _read_manifest(backend, keys, group, kind, snapshot_id)
         base_parts: list[str] = []
         base_rows = 0
         if mode == "incremental" and parent is not None:
-            prev = read_current(backend, keys, group, kind)
-            if prev is not None and prev.snapshot_id == parent:
-                base_parts, base_rows = prev.parts, prev.rows
+            prev = _read_manifest(backend, keys, group, kind, parent)
+            base_parts, base_rows = prev.parts, prev.rows
         manifest = Manifest(snapshot_id=snapshot_id, parts=base_parts + parts,
                             rows=base_rows + rows, schema=schema, mode=mode, parent=parent)
         backend.put(manifest_key, manifest.to_json())

@@ -272,9 +272,14 @@ def _import_one(ctx: click.Context, group: str, kind: str, source: str, mode: st
     client = _client(ctx)
     if schema is not None:
         try:
-            client.datasets.retrieve(group, kind)
+            existing = client.datasets.retrieve(group, kind).schema_
         except NotFoundError:
             client.datasets.create(group, kind=kind, schema=schema)
+        else:
+            if existing != schema:
+                raise click.ClickException(
+                    f"the {kind} dataset of {group!r} exists with another schema; delete it first "
+                    f"(tagrec datasets delete -g {group} -k {kind}) or import without --schema")
     job = client.dataset_import_jobs.create(group, dataset=kind, source=source, mode=mode, name=name)
     return _wait_with_progress(client, group, job, ctx.obj["output"] == "table")
 

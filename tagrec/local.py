@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 from sdk.config import home_dir, read_profile, write_profile
 from store import AlreadyExists, Store, StoreConfig
@@ -55,13 +56,12 @@ def _healthy(url: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` is our control plane (not a dead one, nor a stranger that reused its pid)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and "serving.local" in proc.cmdline()
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def status() -> PlatformInfo | None:
@@ -72,6 +72,8 @@ def status() -> PlatformInfo | None:
     info = PlatformInfo(**json.loads(path.read_text()))
     if _alive(info.pid) and _healthy(info.url):
         return info
+    if not _alive(info.pid):
+        path.unlink(missing_ok=True)  # stale: the platform is gone
     return None
 
 

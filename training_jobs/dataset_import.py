@@ -25,14 +25,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
-from sdk.types import Schema, Status
-from store import Keys, Store, StoreConfig, now_iso
+from sdk.types import ImportSource, Schema, Status
+from store import Keys, NotFound, Store, StoreConfig, now_iso
 from store.fs import s3_filesystem
 from store.snapshots import SnapshotWriter, new_snapshot_id, publish
 from store.tables import DataError, arrow_schema, conform
 
-__all__ = ["run_import", "import_task", "ImportFailed", "BLOCK_SIZE"]
+__all__ = ["BLOCK_SIZE", "ImportFailed", "import_task", "run_and_clean", "run_import"]
 
 # Bytes of CSV per block: bounds memory, keeps Arrow vectorized. The env override is for tests.
 BLOCK_SIZE = int(os.environ.get("TAGREC_IMPORT_BLOCK_SIZE") or 16 << 20)
@@ -41,7 +42,7 @@ PROGRESS_EVERY_S = 1.0
 # blocks) whenever reading outpaces conversion and upload, and holds them all in memory. The
 # source stream makes its reads wait once they are this many blocks ahead of the batches taken.
 READAHEAD_BLOCKS = 4
-_READAHEAD_WAIT_S = 10.0  # a read held back this long ends the throttling: never hang on it
+_READAHEAD_WAIT_S = 10.0  # a read held back this long goes ahead anyway: never hang on it
 
 
 class ImportFailed(Exception):
@@ -52,6 +53,10 @@ class _Source:
     """An opened input: a filesystem, a path in it, its size, and its format."""
 
     def __init__(self, store: Store, keys: Keys, source: dict[str, Any], name: str | None) -> None:
+        try:  # records come from the API; check again all the same
+            ImportSource.model_validate(source)
+        except ValidationError as e:
+            raise ImportFailed(f"invalid source: {e.errors()[0]['msg']}") from None
         if source.get("upload_id"):
             self.fs = store.backend.filesystem
             self.path = store.backend.path(keys.upload(source["upload_id"]) + "/data")
@@ -130,7 +135,7 @@ def _csv_header(src: _Source, compression: str | None) -> list[str]:
         raise ImportFailed(f"source {src.name!r} is a binary file, not CSV text (it has NUL bytes)")
     first = head.split(b"\n", 1)[0].rstrip(b"\r")
     try:
-        text = first.decode("utf-8")
+        text = first.decode("utf-8-sig")  # Excel writes a byte-order mark; Arrow skips it too
     except UnicodeDecodeError:
         raise ImportFailed(
             f"source {src.name!r} is not a UTF-8 CSV file: its first line is not text "
@@ -177,10 +182,11 @@ class _CountingStream:
 
     def read(self, n: int = -1) -> bytes:
         with self._cond:
-            if self._ahead is not None and not self._cond.wait_for(
+            if self._ahead is not None:
+                # A wait that times out lets this one read through (never hang); the bound stays.
+                self._cond.wait_for(
                     lambda: self._ahead is None or self._read < self._taken + self._ahead,
-                    timeout=_READAHEAD_WAIT_S):
-                self._ahead = None  # the reader may need more than we thought: stop holding back
+                    timeout=_READAHEAD_WAIT_S)
         data = self.raw.read(n)
         with self._cond:
             self._read += len(data)
@@ -235,7 +241,7 @@ def run_import(store: Store, tenant: str, group: str, job_name: str) -> dict[str
     registry = store.registry
     job_key = keys.import_job(group, job_name)
     job = registry.read(job_key)
-    if job["status"] not in (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value):
+    if job["status"] not in _OPEN:
         return job
     kind = job["dataset"]
     dataset = registry.read(keys.dataset_record(group, kind))
@@ -244,16 +250,32 @@ def run_import(store: Store, tenant: str, group: str, job_name: str) -> dict[str
     writer = SnapshotWriter(store.backend, keys, group, kind, snapshot_id, arrow_schema(schema))
 
     def set_fields(**fields: Any) -> dict[str, Any]:
-        return registry.update(job_key, lambda d: {**d, **fields, "updated_at": now_iso()})
+        """Update the job while it is open; _JobEnded once someone else ended it (reaped)."""
+        def mutate(d: dict[str, Any]) -> dict[str, Any]:
+            if d["status"] not in _OPEN:
+                raise _JobEnded(d["status"])
+            return {**d, **fields, "updated_at": now_iso()}
+
+        try:
+            return registry.update(job_key, mutate)
+        except NotFound:
+            raise _JobEnded("deleted") from None
+
+    def fail(reason: str) -> dict[str, Any]:
+        writer.abort()
+        try:
+            return set_fields(status=Status.CREATE_FAILED.value, failure_reason=reason)
+        except _JobEnded:
+            return registry.read(job_key)
 
     progress: dict[str, int] = {"rows": 0, "bytes_read": 0}
     try:
         src = _Source(store, keys, job["source"], job.get("source_name"))
         set_fields(status=Status.CREATE_IN_PROGRESS.value, snapshot_id=snapshot_id,
                    progress={"rows": 0, "bytes_read": 0, "bytes_total": src.size})
-        batches = (_parquet_batches if src.format == "parquet" else _csv_batches)(src, schema, progress)
+        read = _parquet_batches if src.format == "parquet" else _csv_batches
         last = time.monotonic()
-        for batch in batches:
+        for batch in read(src, schema, progress):
             writer.write(conform(batch, schema, first_row=progress["rows"] + 1))
             progress["rows"] += batch.num_rows
             if time.monotonic() - last >= PROGRESS_EVERY_S:
@@ -262,24 +284,43 @@ def run_import(store: Store, tenant: str, group: str, job_name: str) -> dict[str
         if progress["rows"] == 0:
             raise ImportFailed(f"source {src.name!r} has a header but no data rows")
         parts = writer.close()
-        manifest = publish(store.backend, keys, group, kind, snapshot_id, parts, writer.rows,
-                           schema.model_dump(mode="json", by_alias=True), job["mode"])
-        return set_fields(status=Status.ACTIVE.value,
-                          progress={**progress, "bytes_total": src.size},
-                          total_rows=manifest.rows)
+        set_fields(progress={**progress, "bytes_total": src.size})  # still ours, just before publish
+    except _JobEnded:
+        writer.abort()
+        return registry.read(job_key) if registry.backend.exists(job_key) else job
     except (ImportFailed, DataError) as e:
-        writer.abort()
-        return set_fields(status=Status.CREATE_FAILED.value, failure_reason=str(e))
+        return fail(str(e))
     except Exception as e:  # our bug or the store failing: still a clean, visible failure
-        writer.abort()
-        return set_fields(status=Status.CREATE_FAILED.value,
-                          failure_reason=f"internal error: {type(e).__name__}: {e}")
+        return fail(f"internal error: {type(e).__name__}: {e}")
+    # From here on the snapshot may be current: it is never aborted.
+    manifest = publish(store.backend, keys, group, kind, snapshot_id, parts, writer.rows,
+                       schema.model_dump(mode="json", by_alias=True), job["mode"])
+    try:
+        return set_fields(status=Status.ACTIVE.value, total_rows=manifest.rows)
+    except _JobEnded:
+        return registry.read(job_key) if registry.backend.exists(job_key) else job
+
+
+_OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value)
+
+
+class _JobEnded(Exception):
+    """The job record was ended (reaped as dead) or deleted by someone else: stop quietly."""
+
+
+def run_and_clean(store: Store, tenant: str, group: str, job_name: str) -> dict[str, Any]:
+    """`run_import`, then drop the job's upload: it served its only purpose (a retry re-uploads)."""
+    final = run_import(store, tenant, group, job_name)
+    upload_id = final.get("source", {}).get("upload_id")
+    if upload_id and final["status"] not in _OPEN:
+        store.backend.delete_prefix(Keys(tenant).upload(upload_id))
+    return final
 
 
 def import_task(store_config: dict[str, Any], tenant: str, group: str, job_name: str) -> str:
     """Entry point for the Ray task (plain arguments so it pickles cheaply)."""
     store = Store(StoreConfig(**store_config))
-    return run_import(store, tenant, group, job_name)["status"]
+    return run_and_clean(store, tenant, group, job_name)["status"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -290,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--job", required=True)
     a = p.parse_args(argv)
     store = Store(StoreConfig.from_env(a.store))
-    print(run_import(store, a.tenant, a.group, a.job)["status"])
+    print(run_and_clean(store, a.tenant, a.group, a.job)["status"])
 
 
 if __name__ == "__main__":

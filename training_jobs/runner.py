@@ -26,9 +26,24 @@ log = logging.getLogger("tagrec.jobs")
 class JobRunner:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._held: set[tuple[str, str, str]] = set()
+        self._held_lock = threading.Lock()
 
     def submit_import(self, tenant: str, group: str, job: str) -> None:
         raise NotImplementedError
+
+    def is_tracked(self, tenant: str, group: str, job: str) -> bool:
+        """Whether this runner holds the job (submitted, not finished)."""
+        with self._held_lock:
+            return (tenant, group, job) in self._held
+
+    def _hold(self, ident: tuple[str, str, str]) -> None:
+        with self._held_lock:
+            self._held.add(ident)
+
+    def _release(self, ident: tuple[str, str, str]) -> None:
+        with self._held_lock:
+            self._held.discard(ident)
 
     def shutdown(self) -> None:
         pass
@@ -56,9 +71,15 @@ class ThreadJobRunner(JobRunner):
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tagrec-job")
 
     def submit_import(self, tenant: str, group: str, job: str) -> None:
+        self._hold((tenant, group, job))
         future = self.pool.submit(import_task, self.store.config.as_dict(), tenant, group, job)
-        future.add_done_callback(lambda f: f.exception() and self._mark_failed_if_open(
-            tenant, group, job, f"job crashed: {f.exception()!r}"))
+
+        def done(f: Any) -> None:
+            self._release((tenant, group, job))
+            if not f.cancelled() and f.exception() is not None:
+                self._mark_failed_if_open(tenant, group, job, f"job crashed: {f.exception()!r}")
+
+        future.add_done_callback(done)
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -99,6 +120,7 @@ class RayJobRunner(JobRunner):
 
     def submit_import(self, tenant: str, group: str, job: str) -> None:
         remote = self._ensure_ray()
+        self._hold((tenant, group, job))
         ref = remote.remote(self.store.config.as_dict(), tenant, group, job)
         threading.Thread(target=self._watch, args=(ref, tenant, group, job), daemon=True,
                          name=f"watch-{job}").start()
@@ -112,6 +134,8 @@ class RayJobRunner(JobRunner):
             log.warning("import job %s/%s/%s died: %r", tenant, group, job, e)
             self._mark_failed_if_open(tenant, group, job, f"job crashed: {type(e).__name__}: "
                                                           f"{str(e).splitlines()[0][:300]}")
+        finally:
+            self._release((tenant, group, job))
 
     def shutdown(self) -> None:
         import ray

@@ -33,3 +33,42 @@ def test_silent_in_progress_job_is_marked_failed(platform) -> None:
     assert client.dataset_import_jobs.retrieve(group, "alive").status.value == "CREATE_IN_PROGRESS"
     listed = {j.name: j.status.value for j in client.dataset_import_jobs.list(group)}
     assert listed == {"dead": "CREATE_FAILED", "alive": "CREATE_IN_PROGRESS"}
+
+
+def test_pending_job_no_runner_holds_is_marked_failed(platform) -> None:
+    """A job whose submitter died (platform restart) never runs: it is reported, and it no
+    longer blocks deleting its dataset."""
+    client = platform.client()
+    group = unique()
+    client.dataset_groups.create(group)
+    client.datasets.create(group, kind="interactions", schema=INTERACTIONS_SCHEMA)
+    registry = Store(StoreConfig.from_env(platform.store_uri)).registry
+    long_ago = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    registry.create(Keys("tenant-a").import_job(group, "orphan"), {
+        "name": "orphan", "dataset_group": group, "dataset": "interactions", "mode": "full",
+        "source": {"upload_id": "0" * 32}, "status": "CREATE_PENDING",
+        "progress": {"rows": 0, "bytes_read": 0, "bytes_total": None},
+        "created_at": long_ago, "updated_at": long_ago})
+    client.datasets.delete(group, "interactions")  # not blocked by the dead job
+    orphan = client.dataset_import_jobs.retrieve(group, "orphan")
+    assert orphan.status.value == "CREATE_FAILED" and "never started" in orphan.failure_reason
+
+
+def test_delete_refused_while_an_import_runs(platform) -> None:
+    from sdk import ConflictError
+
+    client = platform.client()
+    group = unique()
+    client.dataset_groups.create(group)
+    client.datasets.create(group, kind="interactions", schema=INTERACTIONS_SCHEMA)
+    registry = Store(StoreConfig.from_env(platform.store_uri)).registry
+    now = datetime.now(UTC).isoformat()
+    registry.create(Keys("tenant-a").import_job(group, "busy"), {
+        "name": "busy", "dataset_group": group, "dataset": "interactions", "mode": "full",
+        "source": {"upload_id": "0" * 32}, "status": "CREATE_IN_PROGRESS",
+        "progress": {"rows": 5, "bytes_read": 10, "bytes_total": 100},
+        "created_at": now, "updated_at": now})
+    with pytest.raises(ConflictError, match="busy"):
+        client.datasets.delete(group, "interactions")
+    with pytest.raises(ConflictError, match="busy"):
+        client.dataset_groups.delete(group, force=True)
