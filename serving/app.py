@@ -44,6 +44,7 @@ JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; 
 JobTracker = Callable[[str, str, str], bool]  # (tenant, group, job) -> still held by the runner
 MAX_JSON_BYTES = 1 << 20
 DEFAULT_MAX_UPLOAD_BYTES = 50 << 30
+UPLOAD_TTL_S = 24 * 3600.0
 _AUTH_CACHE_S = 30.0
 STALE_JOB_S = 120.0  # an import job silent this long is dead (it writes progress every second)
 _SUBMIT_GRACE_S = 30.0  # a pending job younger than this may be between its record and its submit
@@ -110,6 +111,7 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 def create_app(store: Store, submit_import: JobSubmitter, *,
                is_tracked: JobTracker = lambda tenant, group, job: True,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               upload_ttl_s: float = UPLOAD_TTL_S,
                stale_after_s: float = STALE_JOB_S) -> FastAPI:
     """The control plane app over `store`.
 
@@ -119,6 +121,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         is_tracked: Whether the runner still holds a submitted job that has not finished; a
             pending job it does not hold will never run and is reported as failed.
         max_upload_bytes: Largest upload accepted.
+        upload_ttl_s: How long an upload stays importable (swept on the tenant's next upload).
         stale_after_s: An in-progress job silent this long is reported as failed.
     """
     app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
@@ -292,6 +295,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     async def upload(request: Request, t: Tenant,
                      x_filename: Annotated[str | None, Header(max_length=255)] = None) -> dict[str, Any]:
         keys = Keys(t)
+        await run_in_threadpool(_sweep_uploads, keys)
         upload_id = uuid.uuid4().hex
         prefix = keys.upload(upload_id)
         size = 0
@@ -315,6 +319,18 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                                 {"upload_id": upload_id, "size": size, "filename": filename,
                                  "created_at": now_iso()})
         return {"upload_id": upload_id, "size": size}
+
+    def _sweep_uploads(keys: Keys) -> None:
+        """Uploads are staging for imports: each lives `upload_ttl_s`, then goes."""
+        _, folders = store.backend.children(f"{keys.root}/uploads")
+        cutoff = datetime.now(UTC).timestamp() - upload_ttl_s
+        for folder in folders:
+            try:
+                created = datetime.fromisoformat(registry.read(f"{folder}/upload.json")["created_at"])
+            except NotFound:
+                continue  # being written right now
+            if created.timestamp() < cutoff:
+                store.backend.delete_prefix(folder)
 
     # ---- dataset import jobs ----
     @app.post("/v1/dataset-groups/{group}/import-jobs", response_model=DatasetImportJob,

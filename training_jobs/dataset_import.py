@@ -33,7 +33,7 @@ from store.fs import s3_filesystem
 from store.snapshots import SnapshotWriter, new_snapshot_id, publish
 from store.tables import DataError, arrow_schema, conform
 
-__all__ = ["BLOCK_SIZE", "ImportFailed", "import_task", "run_and_clean", "run_import"]
+__all__ = ["BLOCK_SIZE", "ImportFailed", "import_task", "run_import"]
 
 # Bytes of CSV per block: bounds memory, keeps Arrow vectorized. The env override is for tests.
 BLOCK_SIZE = int(os.environ.get("TAGREC_IMPORT_BLOCK_SIZE") or 16 << 20)
@@ -308,19 +308,10 @@ class _JobEnded(Exception):
     """The job record was ended (reaped as dead) or deleted by someone else: stop quietly."""
 
 
-def run_and_clean(store: Store, tenant: str, group: str, job_name: str) -> dict[str, Any]:
-    """`run_import`, then drop the job's upload: it served its only purpose (a retry re-uploads)."""
-    final = run_import(store, tenant, group, job_name)
-    upload_id = final.get("source", {}).get("upload_id")
-    if upload_id and final["status"] not in _OPEN:
-        store.backend.delete_prefix(Keys(tenant).upload(upload_id))
-    return final
-
-
 def import_task(store_config: dict[str, Any], tenant: str, group: str, job_name: str) -> str:
     """Entry point for the Ray task (plain arguments so it pickles cheaply)."""
     store = Store(StoreConfig(**store_config))
-    return run_and_clean(store, tenant, group, job_name)["status"]
+    return run_import(store, tenant, group, job_name)["status"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -331,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--job", required=True)
     a = p.parse_args(argv)
     store = Store(StoreConfig.from_env(a.store))
-    print(run_and_clean(store, a.tenant, a.group, a.job)["status"])
+    print(run_import(store, a.tenant, a.group, a.job)["status"])
 
 
 if __name__ == "__main__":

@@ -72,3 +72,33 @@ def test_delete_refused_while_an_import_runs(platform) -> None:
         client.datasets.delete(group, "interactions")
     with pytest.raises(ConflictError, match="busy"):
         client.dataset_groups.delete(group, force=True)
+
+
+def test_uploads_expire(tmp_path) -> None:
+    """Uploads are staging: past their time to live they are swept on the tenant's next upload."""
+    import httpx
+
+    from serving.app import create_app
+    from store.tenants import create_tenant
+
+    store = Store(StoreConfig.from_env(f"file://{tmp_path / 'store'}"))
+    key = create_tenant(store.registry, "t")
+    app = create_app(store, lambda *a: None, upload_ttl_s=0.0)
+    transport = httpx.ASGITransport(app=app)
+
+    async def two_uploads() -> list[str]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as c:
+            headers = {"Authorization": f"Bearer {key}"}
+            ids = []
+            for body in (b"a,b\n1,2\n", b"c,d\n3,4\n"):
+                r = await c.post("/v1/uploads", content=body, headers=headers)
+                assert r.status_code == 201
+                ids.append(r.json()["upload_id"])
+            return ids
+
+    import asyncio
+
+    first, second = asyncio.run(two_uploads())
+    keys = Keys("t")
+    assert not store.backend.exists(f"{keys.upload(first)}/data")
+    assert store.backend.exists(f"{keys.upload(second)}/data")
