@@ -412,6 +412,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, keep: bool)
         _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
               ["dataset", "rows", "snapshot"])
         out.print(f"timings: {result['timings']}")
+        console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
 
 
 def main(argv: list[str] | None = None) -> None:

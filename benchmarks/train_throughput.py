@@ -1,0 +1,143 @@
+"""Training throughput of the Ray Train job vs the same loop in plain PyTorch, same data, same run.
+
+    .venv/bin/python benchmarks/train_throughput.py [--interactions 100000] [--epochs 3] [--repeats 3]
+
+Both sides run the recipe's own hooks (recipes.base.TrainingHooks) over the same featurized
+examples: plain = one process, a for-loop over `hooks.batches`; Ray = `training_jobs.train.
+train_recipe` (TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local folder; the
+plain loop gets the same single thread). Reported: events/s from the epochs' own timings (steady
+state) and end to end (wall time of the whole call, start-up included), the Ray overhead in %,
+the driver's RSS and the Ray Train worker's peak RSS (sampled with psutil while training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+
+def _plain(spec, config, featurizer, examples, epochs: int) -> dict:
+    import torch
+
+    hooks = spec.hooks_cls(config, featurizer)
+    # The same resources as the Ray worker: Ray gives it 1 CPU and sets OMP_NUM_THREADS=1.
+    torch.set_num_threads(1)
+    torch.manual_seed(getattr(config, "seed", 0))
+    model = hooks.build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=getattr(config, "learning_rate", 1e-3))
+    t0, events, epoch_s = time.perf_counter(), 0, []
+    for epoch in range(epochs):
+        te = time.perf_counter()
+        for batch in hooks.batches(examples, epoch=epoch):
+            opt.zero_grad()
+            loss = hooks.loss(model, batch)
+            loss.backward()
+            opt.step()
+            events += hooks.num_events(batch)
+        epoch_s.append(time.perf_counter() - te)
+    return {"wall_s": time.perf_counter() - t0, "events": events, "epoch_s": epoch_s}
+
+
+def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
+    peak = 0
+    while not stop.is_set():
+        total = 0
+        for p in psutil.process_iter(["cmdline", "memory_info"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "RayTrainWorker" in cmd and p.info["memory_info"] is not None:
+                total += p.info["memory_info"].rss
+        peak = max(peak, total)
+        time.sleep(0.2)
+    out["ray_workers_peak_rss_mib"] = peak / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--interactions", type=int, default=100_000)
+    ap.add_argument("--users", type=int, default=4_000)
+    ap.add_argument("--items", type=int, default=2_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+
+    import pyarrow.fs as pafs
+    import ray
+
+    from recipes import get_recipe
+    from sdk.synthetic import generate
+    from training_jobs.train import ScalingSpec, train_recipe
+
+    data = generate(seed=7, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
+    tables, schemas = data.tables(), data.schemas
+    spec = get_recipe("hrnn-meta")
+    hyper = {"epochs": a.epochs, "seed": 0}
+    config = spec.config_cls.model_validate(hyper)
+    featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
+    examples = featurizer.transform(tables)
+
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 << 20)
+    plain_runs, ray_runs, mem = [], [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeats):
+            plain_runs.append(_plain(spec, config, featurizer, examples, a.epochs))
+            stop = threading.Event()
+            watcher = threading.Thread(target=_peak_rss_of_ray_workers, args=(stop, mem))
+            watcher.start()
+            t0 = time.perf_counter()
+            res = train_recipe("hrnn-meta", hyper, tables, schemas=schemas,
+                               artifact_dir=Path(tmp) / f"model-{r}",
+                               checkpoint_path=str(Path(tmp) / "ckpt"),
+                               checkpoint_fs=pafs.LocalFileSystem(), run_name=f"bench-{r}",
+                               scaling=ScalingSpec(workers=1, max_failures=0))
+            wall = time.perf_counter() - t0
+            stop.set()
+            watcher.join()
+            ray_runs.append({"wall_s": wall, "events": res.events,
+                             "epoch_s": [m["seconds"] for m in res.history if "seconds" in m]})
+            print(f"repeat {r + 1}/{a.repeats}: plain {plain_runs[-1]['wall_s']:.2f} s, "
+                  f"ray {wall:.2f} s (train loop {sum(ray_runs[-1]['epoch_s']):.2f} s)", flush=True)
+    ray.shutdown()
+
+    def rates(runs: list[dict]) -> tuple[float, float]:
+        steady = statistics.median(r["events"] / sum(r["epoch_s"]) for r in runs)
+        end_to_end = statistics.median(r["events"] / r["wall_s"] for r in runs)
+        return steady, end_to_end
+
+    p_steady, p_e2e = rates(plain_runs)
+    r_steady, r_e2e = rates(ray_runs)
+    result = {
+        "interactions": a.interactions, "epochs": a.epochs, "repeats": a.repeats,
+        "events_per_epoch": plain_runs[0]["events"] // a.epochs,
+        "plain_events_per_s": round(p_steady), "ray_events_per_s": round(r_steady),
+        "ray_overhead_pct_steady": round(100 * (1 - r_steady / p_steady), 1),
+        "plain_events_per_s_end_to_end": round(p_e2e), "ray_events_per_s_end_to_end": round(r_e2e),
+        "ray_overhead_pct_end_to_end": round(100 * (1 - r_e2e / p_e2e), 1),
+        "driver_peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20),
+        "ray_workers_peak_rss_mib": round(mem.get("ray_workers_peak_rss_mib", 0)),
+    }
+    if a.json:
+        print(json.dumps(result))
+        return
+    print(f"\nhrnn-meta training, {a.interactions:,} synthetic interactions, {a.epochs} epochs, "
+          f"median of {a.repeats}, {os.cpu_count()} CPUs")
+    print(f"  steady state (epoch loops): plain {p_steady:,.0f} events/s, Ray Train {r_steady:,.0f} "
+          f"events/s -> overhead {result['ray_overhead_pct_steady']}% (goal <= 15%)")
+    print(f"  end to end (with start-up): plain {p_e2e:,.0f} events/s, Ray Train {r_e2e:,.0f} "
+          f"events/s -> overhead {result['ray_overhead_pct_end_to_end']}%")
+    print(f"  memory: driver RSS {result['driver_peak_rss_mib']} MiB, Ray Train worker peak "
+          f"{result['ray_workers_peak_rss_mib']} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The generic training loop: any recipe, trained with Ray Train's TorchTrainer.
+
+The driver (`train_recipe`) fits the recipe's featurizer on the training tables, puts the encoded
+examples in Ray's object store and starts a TorchTrainer whose workers call the recipe's hooks
+(`recipes.base.TrainingHooks`). Every epoch, rank 0 reports a checkpoint (model, optimizer,
+epoch, featurizer state) to `checkpoint_uri`'s filesystem (the store: a local folder or S3); a
+worker group restarted by `FailureConfig` resumes from the last epoch, never from zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from recipes import get_recipe
+from recipes.base import ARTIFACT_FILES, save_artifact
+from sdk.types import DatasetKind
+
+__all__ = ["TrainResult", "ScalingSpec", "train_recipe"]
+
+log = logging.getLogger("tagrec.train")
+
+
+@dataclass(frozen=True)
+class ScalingSpec:
+    """How a version trains: Ray Train workers, resources per worker, restarts allowed."""
+
+    workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    max_failures: int = 1
+
+
+@dataclass
+class TrainResult:
+    artifact_dir: Path
+    epochs: int
+    history: list[dict[str, float]] = field(default_factory=list)  # metrics of kept checkpoints
+    resumed_from_epoch: int | None = None
+    train_seconds: float = 0.0
+    events: int = 0  # training events over all epochs (all workers)
+
+
+def _worker_loop(cfg: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import ray
+    import ray.train
+    import torch
+
+    spec = get_recipe(cfg["recipe"])
+    config = spec.config_cls.model_validate(cfg["hyperparameters"])
+    featurizer = cfg["featurizer"]
+    examples = ray.get(cfg["examples_ref"])
+    hooks = spec.hooks_cls(config, featurizer)
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.manual_seed(getattr(config, "seed", 0))
+    model = hooks.build_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=getattr(config, "learning_rate", 1e-3))
+    start_epoch, resumed_from = 0, None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / "state.pt", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"] + 1
+        resumed_from = state["epoch"]
+        print(f"[tagrec] rank {rank}: resumed from the checkpoint of epoch {state['epoch']}",
+              flush=True)
+    for epoch in range(start_epoch, cfg["epochs"]):
+        model.train()
+        t0, total, n, events = time.perf_counter(), 0.0, 0, 0
+        for batch in hooks.batches(examples, epoch=epoch, rank=rank, world_size=world):
+            optimizer.zero_grad()
+            loss = hooks.loss(model, batch)
+            loss.backward()
+            if world > 1:
+                _average_gradients(model, world)
+            optimizer.step()
+            total += float(loss.detach())
+            n += 1
+            events += hooks.num_events(batch)
+        if world > 1:  # every rank's share: the epoch's events and mean loss over the group
+            import torch.distributed as dist
+
+            sums = torch.tensor([float(events), total, float(n)], dtype=torch.float64)
+            dist.all_reduce(sums)
+            events, total, n = int(sums[0]), float(sums[1]), int(sums[2])
+        metrics = {"epoch": epoch, "loss": total / max(n, 1), "events": events,
+                   "seconds": time.perf_counter() - t0, "resumed_from_epoch": resumed_from}
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = None
+            if rank == 0:
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "epoch": epoch}, Path(tmp) / "state.pt")
+                fdir = Path(tmp) / ARTIFACT_FILES["featurizer"]
+                fdir.mkdir()
+                featurizer.save(fdir)
+                ckpt = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _average_gradients(model: Any, world: int) -> None:
+    """Data parallelism without wrapping the model (recipes call their own methods, which
+    DistributedDataParallel would hide): all-reduce every gradient, then average."""
+    import torch
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(model.parameters(), grads):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(g).clone()
+        offset += n
+
+
+def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
+                 tables: Mapping[DatasetKind, pa.Table], *, schemas: Mapping[DatasetKind, Any],
+                 artifact_dir: Path, checkpoint_path: str, checkpoint_fs: pafs.FileSystem,
+                 run_name: str, scaling: ScalingSpec = ScalingSpec()) -> TrainResult:
+    """Train `recipe_id` on `tables` with Ray Train; write the artifact to `artifact_dir`.
+
+    Must run where Ray is initialized (a Ray task or a driver). `checkpoint_path` is a path in
+    `checkpoint_fs` (the store's filesystem) unique to this version: the same name resumes.
+    """
+    import ray
+    import ray.train
+    import torch
+    from ray.train.torch import TorchTrainer
+
+    spec = get_recipe(recipe_id)
+    config = spec.config_cls.model_validate(dict(hyperparameters))
+    featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
+    examples = featurizer.transform(tables)
+    epochs = int(getattr(config, "epochs", 1))
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"recipe": recipe_id, "hyperparameters": config.model_dump(mode="json"),
+                           "featurizer": featurizer, "examples_ref": ray.put(examples),
+                           "epochs": epochs},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
+            resources_per_worker={"CPU": scaling.cpus_per_worker,
+                                  **({"GPU": scaling.gpus_per_worker} if scaling.gpus_per_worker else {})}),
+        run_config=ray.train.RunConfig(
+            name=run_name, storage_path=checkpoint_path, storage_filesystem=checkpoint_fs,
+            failure_config=ray.train.FailureConfig(max_failures=scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if result.error is not None:
+        raise result.error
+    history = [dict(m) for m in (result.metrics_dataframe.to_dict("records")
+                                 if result.metrics_dataframe is not None else [result.metrics])]
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / "state.pt", weights_only=True)
+    model = spec.hooks_cls(config, featurizer).build_model()
+    model.load_state_dict(state["model"])
+    save_artifact(artifact_dir, spec, config, featurizer, model,
+                  extra={"epochs": state["epoch"] + 1})
+    resumed = [m.get("resumed_from_epoch") for m in history if m.get("resumed_from_epoch") is not None]
+    # Every epoch sees the same events; `history` holds only the epochs whose checkpoints are kept.
+    return TrainResult(artifact_dir=artifact_dir, epochs=state["epoch"] + 1, history=history,
+                       resumed_from_epoch=resumed[0] if resumed else None, train_seconds=seconds,
+                       events=int(history[-1].get("events", 0)) * (state["epoch"] + 1))
