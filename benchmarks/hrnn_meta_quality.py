@@ -297,10 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--seed", type=int, default=0, help="split seed (the model's is --set seed=)")
     parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--holdout", type=int, default=1, help="last interactions held out per test user")
+    parser.add_argument("--holdout", type=int, default=10,
+                        help="last interactions held out per test user")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="hyperparameter override (repeatable)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a shared 2-core machine more "
+                             "threads contend and run several times slower)")
     parser.add_argument("--skip-holdout", action="store_true")
     parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--ranx", action="store_true", help="also compute metrics with ranx")

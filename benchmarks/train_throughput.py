@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/train_throughput.py [--interactions 100000] [--epochs 3] [--repeats 3]
 
 Both sides run the recipe's own hooks (recipes.base.TrainingHooks) over the same featurized
-examples: plain = one process, a for-loop over `hooks.batches`; Ray = `training_jobs.train.
+examples: plain = a fresh process without Ray, a for-loop over `hooks.batches`; Ray = `training_jobs.train.
 train_recipe` (TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local folder; the
 plain loop gets the same single thread). Reported: events/s from the epochs' own timings (steady
 state) and end to end (wall time of the whole call, start-up included), the Ray overhead in %,
@@ -16,6 +16,8 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -59,6 +61,18 @@ def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
     out["ray_workers_peak_rss_mib"] = peak / 2**20
 
 
+def _setup(a: argparse.Namespace) -> tuple:
+    from recipes import get_recipe
+    from sdk.synthetic import generate
+
+    data = generate(seed=7, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
+    tables, schemas = data.tables(), data.schemas
+    spec = get_recipe("hrnn-meta")
+    config = spec.config_cls.model_validate({"epochs": a.epochs, "seed": 0})
+    featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
+    return spec, config, featurizer, featurizer.transform(tables), tables, schemas
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--interactions", type=int, default=100_000)
@@ -67,22 +81,20 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child-plain", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child_plain:  # the plain reference, in a fresh process of its own (no Ray in it)
+        spec, config, featurizer, examples, _, _ = _setup(a)
+        print(json.dumps(_plain(spec, config, featurizer, examples, a.epochs)))
+        return
 
     import pyarrow.fs as pafs
     import ray
 
-    from recipes import get_recipe
-    from sdk.synthetic import generate
     from training_jobs.train import ScalingSpec, train_recipe
 
-    data = generate(seed=7, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
-    tables, schemas = data.tables(), data.schemas
-    spec = get_recipe("hrnn-meta")
+    spec, config, featurizer, examples, tables, schemas = _setup(a)
     hyper = {"epochs": a.epochs, "seed": 0}
-    config = spec.config_cls.model_validate(hyper)
-    featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
-    examples = featurizer.transform(tables)
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
@@ -90,7 +102,11 @@ def main() -> None:
     plain_runs, ray_runs, mem = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
-            plain_runs.append(_plain(spec, config, featurizer, examples, a.epochs))
+            child = subprocess.run(
+                [sys.executable, __file__, "--child-plain", "--interactions", str(a.interactions),
+                 "--users", str(a.users), "--items", str(a.items), "--epochs", str(a.epochs)],
+                capture_output=True, text=True, check=True)
+            plain_runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
             stop = threading.Event()
             watcher = threading.Thread(target=_peak_rss_of_ray_workers, args=(stop, mem))
             watcher.start()

@@ -105,13 +105,16 @@ class HrnnMetaConfig(BaseModel):
                     "model learns the residual user affinity (item trend decomposition, §3.2).",
     )
     # --- optimization ------------------------------------------------------------------------
-    epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training data.")
+    epochs: int = Field(
+        default=5, ge=1, le=10_000,
+        description="Passes over the training data (the paper trains 4-5 epochs, §4.5, §4.6).",
+    )
     batch_size: int = Field(
         default=32, ge=1, le=65_536,
         description="BPTT windows (user-history chunks) per mini-batch (32 as in §1).",
     )
     learning_rate: float = Field(
-        default=0.005, gt=0.0, le=10.0, description="Adam learning rate.",
+        default=0.01, gt=0.0, le=10.0, description="Adam learning rate.",
     )
     weight_decay: float = Field(
         default=0.0, ge=0.0, le=1.0, description="Adam (L2) weight decay.",

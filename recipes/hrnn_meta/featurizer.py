@@ -130,6 +130,13 @@ def _feature_fields(table: pa.Table, schema: Schema | None, id_column: str) -> l
     return fields
 
 
+def _string_ids(table: pa.Table, id_column: str) -> pa.Table:
+    """Rows with an id, the id column cast to string."""
+    table = table.filter(pc.is_valid(table.column(id_column)))
+    return table.set_column(table.column_names.index(id_column), id_column,
+                            table.column(id_column).cast(pa.string()))
+
+
 class HrnnMetaFeaturizer(Featurizer):
     """Fitted vocabularies and statistics; encodes tables into :class:`HrnnMetaExamples`."""
 
@@ -226,7 +233,7 @@ class HrnnMetaFeaturizer(Featurizer):
                 continue
             id_col = cls._id_column(table, schemas.get(kind),
                                     Role.ITEM_ID if key == "items" else Role.USER_ID)
-            table = table.filter(pc.is_valid(table.column(id_col)))
+            table = _string_ids(table, id_col)
             state[key] = {"id": id_col, "fields": _feature_fields(table, schemas.get(kind), id_col)}
             ids = set(table.column(id_col).to_pylist())
             (item_set if key == "items" else user_set).update(ids)
@@ -297,11 +304,18 @@ class HrnnMetaFeaturizer(Featurizer):
 
     @staticmethod
     def _valid_rows(table: pa.Table, columns: Mapping[str, str | None]) -> pa.Table:
+        """Rows with a user, an item and a timestamp; ids as strings."""
         mask = None
         for key in ("user", "item", "timestamp"):
             valid = pc.is_valid(table.column(columns[key]))
             mask = valid if mask is None else pc.and_(mask, valid)
-        return table if mask is None or pc.all(mask).as_py() else table.filter(mask)
+        if mask is not None and not pc.all(mask).as_py():
+            table = table.filter(mask)
+        for key in ("user", "item"):
+            name = columns[key]
+            table = table.set_column(table.column_names.index(name), name,
+                                     table.column(name).cast(pa.string()))
+        return table
 
     @staticmethod
     def _tokens(table: pa.Table, spec: Mapping[str, Any]) -> tuple[np.ndarray, pa.Array]:
@@ -341,8 +355,7 @@ class HrnnMetaFeaturizer(Featurizer):
         if table is None or self.state[key] is None:
             return np.zeros(size + 1, np.int64), np.zeros(0, np.int64)
         spec = self.state[key]
-        id_col = table.column(spec["id"])
-        table = table.filter(pc.is_valid(id_col))
+        table = _string_ids(table, spec["id"])
         entity = _lookup(table.column(spec["id"]), ids, id_offset, -1)
         rows, tokens = self._tokens(table, spec)
         token_idx = _lookup(tokens, self.state[f"{key[:-1]}_feature_tokens"], 1, -1)

@@ -161,8 +161,9 @@ class HrnnMetaPredictor(Predictor):
             request_times: Epoch seconds of each request (default: now); for a temporal
                 hold-out pass the time of the first held-out event.
             candidates: Rank only these item ids (e.g. cold-start items).
-            batch_size: Histories per GRU pass.
+            batch_size: Histories per GRU pass (lowered so a score block stays under ~256 MB).
         """
+        batch_size = max(1, min(batch_size, (1 << 26) // self.featurizer.num_items))
         allowed = None
         if candidates is not None:
             allowed = torch.zeros(self.featurizer.num_items, dtype=torch.bool)

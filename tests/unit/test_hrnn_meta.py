@@ -390,7 +390,8 @@ def test_beats_popularity_on_planted_successors() -> None:
     train = inter.filter(pa.array(~last))
     test = inter.filter(pa.array(last)).to_pylist()
     tables = {**data.tables(), DatasetKind.INTERACTIONS: train}
-    config = HrnnMetaConfig(epochs=10, learning_rate=0.01, seed=0)
+    config = HrnnMetaConfig(epochs=10, learning_rate=0.02, bptt=16, burn_in=8, batch_size=64,
+                            hidden_size=32, item_embedding_dim=32, seed=0)
     featurizer = HrnnMetaFeaturizer.fit(tables, config, schemas=data.schemas)
     model = _train(config, featurizer, featurizer.transform(tables))
     predictor = HrnnMetaPredictor(config, featurizer, model)
