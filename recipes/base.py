@@ -110,6 +110,16 @@ class TrainingHooks(ABC):
         """How many training events a batch holds (for throughput figures)."""
         return 0
 
+    def configure_optimizer(self, model: Any) -> Any:
+        """The optimizer (default: Adam at the config's learning_rate, if any, else 1e-3)."""
+        import torch
+
+        return torch.optim.Adam(model.parameters(), lr=getattr(self.config, "learning_rate", 1e-3))
+
+    def clip_gradients(self, model: Any) -> float | None:
+        """Called after gradients are complete (averaged over workers), before the step."""
+        return None
+
 
 @dataclass
 class Recommendation:

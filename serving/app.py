@@ -7,6 +7,7 @@ never read from the request. Resource keys are built from the tenant and validat
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -19,8 +20,10 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from recipes import RECIPE_IDS, get_recipe
 from sdk.types import (
     NAME_PATTERN,
     Dataset,
@@ -30,18 +33,25 @@ from sdk.types import (
     DatasetImportJob,
     DatasetImportJobCreate,
     DatasetKind,
+    RecipeInfo,
+    Solution,
+    SolutionCreate,
+    SolutionVersion,
+    SolutionVersionCreate,
     Status,
 )
 from store import AlreadyExists, Keys, NotFound, Store, now_iso
 from store.snapshots import read_current
 from store.tenants import resolve_api_key
+from training_jobs.solution_version import VersionFailed, check_trainable
 
-__all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker"]
+__all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker", "VersionSubmitter"]
 
 log = logging.getLogger("tagrec.control_plane")
 
 JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the import
-JobTracker = Callable[[str, str, str], bool]  # (tenant, group, job) -> still held by the runner
+VersionSubmitter = Callable[[str, str, str, str], None]  # (tenant, group, solution, version)
+JobTracker = Callable[[str], bool]  # (record key) -> the runner still holds the job
 MAX_JSON_BYTES = 1 << 20
 DEFAULT_MAX_UPLOAD_BYTES = 50 << 30
 UPLOAD_TTL_S = 24 * 3600.0
@@ -72,9 +82,17 @@ def _not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
-def _page(items: list[dict[str, Any]], max_results: int, next_token: str | None) -> dict[str, Any]:
-    items = sorted(items, key=lambda d: d["name"])
-    if next_token:
+def _page(items: list[dict[str, Any]], max_results: int, next_token: str | None, *,
+          newest_first: bool = False) -> dict[str, Any]:
+    """One page by name (or newest first); `next_token` is the last name of the previous page."""
+    if newest_first:
+        items = sorted(items, key=lambda d: (d["created_at"], d["name"]), reverse=True)
+        names = [d["name"] for d in items]
+        if next_token:
+            items = items[names.index(next_token) + 1:] if next_token in names else []
+    else:
+        items = sorted(items, key=lambda d: d["name"])
+    if next_token and not newest_first:
         items = [d for d in items if d["name"] > next_token]
     page = items[:max_results]
     more = len(items) > max_results
@@ -108,8 +126,13 @@ Tenant = Annotated[str, Depends(_tenant)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
+def _no_training(tenant: str, group: str, solution: str, version: str) -> None:
+    raise RuntimeError("this control plane has no training runner")
+
+
 def create_app(store: Store, submit_import: JobSubmitter, *,
-               is_tracked: JobTracker = lambda tenant, group, job: True,
+               submit_version: VersionSubmitter = _no_training,
+               is_tracked: JobTracker = lambda key: True,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                upload_ttl_s: float = UPLOAD_TTL_S,
                stale_after_s: float = STALE_JOB_S) -> FastAPI:
@@ -118,7 +141,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     Args:
         store: Where records and data live.
         submit_import: Starts an import job (e.g. as a Ray task).
-        is_tracked: Whether the runner still holds a submitted job that has not finished; a
+        submit_version: Starts a solution version's training job.
+        is_tracked: Whether the runner still holds the submitted job of a record key; a
             pending job it does not hold will never run and is reported as failed.
         max_upload_bytes: Largest upload accepted.
         upload_ttl_s: How long an upload stays importable (swept on the tenant's next upload).
@@ -221,12 +245,16 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _group(keys, group)
         kinds = [k.value for k in DatasetKind if store.backend.exists(keys.dataset_record(group, k.value))]
-        if kinds and not force:
+        solutions = [d["name"] for d in registry.list(keys.solutions(group), "/solution.json")]
+        children = [*kinds, *(f"solution {s}" for s in solutions)]
+        if children and not force:
             raise ApiError(409, "conflict",
-                           f"dataset group {group!r} has datasets ({', '.join(kinds)}): delete "
-                           f"them first or pass force=true")
+                           f"dataset group {group!r} has datasets or solutions ({', '.join(children)}): "
+                           f"delete them first or pass force=true")
         _refuse_if_importing(keys, group, None)
+        _refuse_if_training(keys, group, None)
         # Children first, the group record last: a crash mid-way leaves a visible group to retry.
+        store.backend.delete_prefix(keys.solutions(group))
         store.backend.delete_prefix(f"{keys.group(group)}/datasets")
         store.backend.delete_prefix(keys.import_jobs(group))
         store.backend.delete(keys.group_record(group))
@@ -397,7 +425,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             reason = (f"the job stopped reporting progress for {int(age)} s (its process died); "
                       f"the dataset's previous snapshot is unchanged")
         elif doc["status"] == Status.CREATE_PENDING.value and age >= _SUBMIT_GRACE_S \
-                and not is_tracked(keys.tenant, group, doc["name"]):
+                and not is_tracked(keys.import_job(group, doc["name"])):
             reason = "the job never started (the platform restarted or its worker was lost); run it again"
         else:
             return doc
@@ -409,6 +437,209 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                     "failure_reason": reason}
 
         return registry.update(keys.import_job(group, doc["name"]), fail)
+
+    # ---- recipes ----
+    def _recipe_info(recipe_id: str) -> dict[str, Any]:
+        spec = get_recipe(recipe_id)
+        return RecipeInfo(
+            id=spec.id, task=spec.task, paper=spec.paper, description=spec.description,
+            required_datasets={k.value: [r.value for r in roles] for k, roles in spec.required.items()},
+            optional_datasets={k.value: [r.value for r in roles] for k, roles in spec.optional.items()},
+            hyperparameters=spec.config_cls.model_json_schema(),
+            defaults=spec.config_cls().model_dump(mode="json"),
+        ).model_dump(mode="json")
+
+    @app.get("/v1/recipes", tags=["recipes"])
+    def list_recipes(t: Tenant) -> dict[str, Any]:
+        return {"items": [_recipe_info(r) for r in RECIPE_IDS], "next_token": None}
+
+    @app.get("/v1/recipes/{recipe}", response_model=RecipeInfo, tags=["recipes"])
+    def get_recipe_info(recipe: Annotated[str, Path(max_length=63)], t: Tenant) -> dict[str, Any]:
+        if recipe not in RECIPE_IDS:
+            raise ApiError(404, "not_found", f"recipe {recipe!r} not found; recipes: "
+                                             f"{', '.join(RECIPE_IDS)}")
+        return _recipe_info(recipe)
+
+    # ---- solutions ----
+    def _solution(keys: Keys, group: str, solution: str) -> dict[str, Any]:
+        _group(keys, group)
+        try:
+            return registry.read(keys.solution_record(group, solution))
+        except NotFound:
+            raise _not_found(f"solution {solution!r}") from None
+
+    @app.post("/v1/dataset-groups/{group}/solutions", response_model=Solution, status_code=201,
+              tags=["solutions"])
+    def create_solution(group: Name, body: SolutionCreate, t: Tenant, response: Response,
+                        idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        if body.recipe not in RECIPE_IDS:
+            raise ApiError(400, "invalid_input", f"recipe: unknown recipe {body.recipe!r}; recipes: "
+                                                 f"{', '.join(RECIPE_IDS)}", "recipe")
+        try:
+            config = get_recipe(body.recipe).config_cls.model_validate(body.hyperparameters)
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(["hyperparameters", *(str(p) for p in first.get("loc", ()))])
+            given = first.get("input")
+            shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
+            raise ApiError(400, "invalid_input", f"{field}: {first.get('msg')}{shown}", field) from None
+        doc = {"name": body.name, "dataset_group": group, "recipe": body.recipe,
+               "hyperparameters": config.model_dump(mode="json"),
+               "scaling": body.scaling.model_dump(mode="json"),
+               "evaluation": body.evaluation.model_dump(mode="json"),
+               "description": body.description, "status": Status.ACTIVE.value}
+        return _create(keys.solution_record(group, body.name), doc, idem,
+                       f"solution {body.name!r}", response)
+
+    @app.get("/v1/dataset-groups/{group}/solutions", tags=["solutions"])
+    def list_solutions(group: Name, t: Tenant,
+                       max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       next_token: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        page = _page(registry.list(keys.solutions(group), "/solution.json"), max_results, next_token)
+        page["items"] = [Solution.model_validate(d).model_dump(mode="json") for d in page["items"]]
+        return page
+
+    @app.get("/v1/dataset-groups/{group}/solutions/{solution}", response_model=Solution,
+             tags=["solutions"])
+    def get_solution(group: Name, solution: Name, t: Tenant) -> dict[str, Any]:
+        return _solution(Keys(t), group, solution)
+
+    @app.delete("/v1/dataset-groups/{group}/solutions/{solution}", status_code=204,
+                tags=["solutions"])
+    def delete_solution(group: Name, solution: Name, t: Tenant) -> Response:
+        keys = Keys(t)
+        _solution(keys, group, solution)
+        _refuse_if_training(keys, group, solution)
+        store.backend.delete_prefix(keys.versions(group, solution))
+        store.backend.delete(keys.solution_record(group, solution))
+        store.backend.delete_prefix(keys.solution(group, solution))
+        return Response(status_code=204)
+
+    def _refuse_if_training(keys: Keys, group: str, solution: str | None) -> None:
+        """409 while a version of the solution (or of any solution of the group) trains."""
+        names = [solution] if solution else [d["name"] for d in
+                                             registry.list(keys.solutions(group), "/solution.json")]
+        for name in names:
+            for doc in registry.list(keys.versions(group, name), "/version.json"):
+                doc = _reap_version(keys, group, doc)
+                if doc["status"] in _VERSION_OPEN:
+                    raise ApiError(409, "conflict", f"solution version {doc['name']!r} of {name!r} is "
+                                                    f"still training; stop it or wait for it to end")
+
+    # ---- solution versions ----
+    def _version(keys: Keys, group: str, solution: str, version: str) -> dict[str, Any]:
+        _solution(keys, group, solution)
+        try:
+            doc = registry.read(keys.version_record(group, solution, version))
+        except NotFound:
+            raise _not_found(f"solution version {version!r}") from None
+        return _reap_version(keys, group, doc)
+
+    def _version_view(doc: dict[str, Any]) -> dict[str, Any]:
+        return SolutionVersion.model_validate(doc).model_dump(mode="json")
+
+    @app.post("/v1/dataset-groups/{group}/solutions/{solution}/versions",
+              response_model=SolutionVersion, status_code=201, tags=["solutions"])
+    def create_version(group: Name, solution: Name, t: Tenant, response: Response,
+                       body: SolutionVersionCreate | None = None,
+                       idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        sol = _solution(keys, group, solution)
+        body = body or SolutionVersionCreate()
+        # The same Idempotency-Key names the same version: a retried create finds it.
+        name = (f"v-{hashlib.sha256(idem.encode()).hexdigest()[:16]}" if idem
+                else f"v-{uuid.uuid4().hex[:16]}")
+        key = keys.version_record(group, solution, name)
+        if idem and store.backend.exists(key):
+            existing = registry.read(key)
+            if existing.get("idempotency_key") == idem:
+                response.status_code = 200
+                return _version_view(existing)
+        try:
+            check_trainable(get_recipe(sol["recipe"]), store, keys, group)
+        except VersionFailed as e:
+            raise ApiError(400, "insufficient_data", str(e)) from None
+        doc = {"name": name, "dataset_group": group, "solution": solution, "recipe": sol["recipe"],
+               "training_mode": body.training_mode, "hyperparameters": sol["hyperparameters"],
+               "scaling": sol.get("scaling") or {}, "evaluation_config": sol.get("evaluation") or {},
+               "status": Status.CREATE_PENDING.value, "progress": {"phase": "queued"}}
+        doc = _create(key, doc, idem, f"solution version {name!r}", response)
+        if response.status_code == 201:
+            try:
+                submit_version(t, group, solution, name)
+            except Exception as e:  # the job cannot start: say so on the version
+                log.warning("could not submit version %s: %s", key, e)
+                reason = f"could not start training: {type(e).__name__}: {e}"
+                doc = registry.update(key, lambda d: {
+                    **d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
+                    "failure_reason": reason})
+        return _version_view(doc)
+
+    @app.get("/v1/dataset-groups/{group}/solutions/{solution}/versions", tags=["solutions"])
+    def list_versions(group: Name, solution: Name, t: Tenant,
+                      max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      next_token: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _solution(keys, group, solution)
+        docs = [_reap_version(keys, group, d)
+                for d in registry.list(keys.versions(group, solution), "/version.json")]
+        page = _page(docs, max_results, next_token, newest_first=True)
+        page["items"] = [_version_view(d) for d in page["items"]]
+        return page
+
+    @app.get("/v1/dataset-groups/{group}/solutions/{solution}/versions/{version}",
+             response_model=SolutionVersion, tags=["solutions"])
+    def get_version(group: Name, solution: Name, version: Name, t: Tenant) -> dict[str, Any]:
+        return _version(Keys(t), group, solution, version)
+
+    @app.post("/v1/dataset-groups/{group}/solutions/{solution}/versions/{version}/stop",
+              response_model=SolutionVersion, tags=["solutions"])
+    def stop_version(group: Name, solution: Name, version: Name, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        doc = _version(keys, group, solution, version)
+
+        def stop(d: dict[str, Any]) -> dict[str, Any] | None:
+            if d["status"] not in (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value):
+                return None
+            return {**d, "status": Status.CREATE_STOPPING.value, "updated_at": now_iso()}
+
+        doc = registry.update(keys.version_record(group, solution, version), stop)
+        if doc["status"] not in (Status.CREATE_STOPPING.value, Status.CREATE_STOPPED.value):
+            raise ApiError(409, "conflict", f"solution version {version!r} is {doc['status']}: "
+                                            f"only a version in training can be stopped")
+        return _version_view(doc)
+
+    def _reap_version(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """End a dead version: a training job beats every few seconds; a pending or stopping
+        one nobody runs never will."""
+        age = (datetime.now(UTC) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
+        status = doc["status"]
+        if status not in _VERSION_OPEN:
+            return doc
+        key = keys.version_record(group, doc["solution"], doc["name"])
+        held = is_tracked(key)
+        if status == Status.CREATE_STOPPING.value and (age >= stale_after_s or
+                                                       (age >= _SUBMIT_GRACE_S and not held)):
+            new_status, reason = Status.CREATE_STOPPED.value, None
+        elif status == Status.CREATE_IN_PROGRESS.value and age >= stale_after_s:
+            new_status = Status.CREATE_FAILED.value
+            reason = f"the training job stopped reporting for {int(age)} s (its process died)"
+        elif status == Status.CREATE_PENDING.value and age >= _SUBMIT_GRACE_S and not held:
+            new_status = Status.CREATE_FAILED.value
+            reason = "the job never started (the platform restarted or its worker was lost); run it again"
+        else:
+            return doc
+
+        def end(d: dict[str, Any]) -> dict[str, Any] | None:
+            if d["status"] != doc["status"] or d["updated_at"] != doc["updated_at"]:
+                return None
+            return {**d, "status": new_status, "updated_at": now_iso(), "failure_reason": reason}
+
+        return registry.update(key, end)
 
     return app
 
@@ -456,6 +687,7 @@ class _JsonBodyLimit:
 
 
 _RUNNING = {Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value}
+_VERSION_OPEN = {*_RUNNING, Status.CREATE_STOPPING.value}
 
 
 def _inside_store(store: Store, uri: str) -> bool:

@@ -27,7 +27,8 @@ def build_app(store_uri: str | None = None, executor: str = "ray",
     """The control plane with its job runner; the runner stops with the app."""
     store = Store(StoreConfig.from_env(store_uri))
     runner = make_runner(store, executor, ray_address)
-    app = create_app(store, runner.submit_import, is_tracked=runner.is_tracked)
+    app = create_app(store, runner.submit_import, submit_version=runner.submit_version,
+                     is_tracked=runner.is_tracked)
     inner = app.router.lifespan_context
 
     @asynccontextmanager

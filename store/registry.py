@@ -91,6 +91,24 @@ class Keys:
     def import_job(self, group: str, job: str) -> str:
         return f"{self.import_jobs(group)}/{validate_name(job, 'import job')}.json"
 
+    def solutions(self, group: str) -> str:
+        return f"{self.group(group)}/solutions"
+
+    def solution(self, group: str, solution: str) -> str:
+        return f"{self.solutions(group)}/{validate_name(solution, 'solution')}"
+
+    def solution_record(self, group: str, solution: str) -> str:
+        return f"{self.solution(group, solution)}/solution.json"
+
+    def versions(self, group: str, solution: str) -> str:
+        return f"{self.solution(group, solution)}/versions"
+
+    def version(self, group: str, solution: str, version: str) -> str:
+        return f"{self.versions(group, solution)}/{validate_name(version, 'solution version')}"
+
+    def version_record(self, group: str, solution: str, version: str) -> str:
+        return f"{self.version(group, solution, version)}/version.json"
+
     def upload(self, upload_id: str) -> str:
         if not re.fullmatch(r"[a-f0-9]{32}", upload_id):
             raise ValueError(f"invalid upload id {upload_id!r}")

@@ -154,13 +154,16 @@ def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: st
     raise RuntimeError(f"could not publish snapshot {snapshot_id}: too many concurrent imports")
 
 
+def open_snapshot(backend: Backend, manifest: Manifest) -> pads.Dataset:
+    """A pyarrow Dataset over one snapshot (streams; nothing loaded yet)."""
+    paths = [backend.path(k) for k in manifest.parts]
+    return pads.dataset(paths, format="parquet", filesystem=backend.filesystem)
+
+
 def open_current(backend: Backend, keys: Keys, group: str, kind: str) -> pads.Dataset | None:
     """A pyarrow Dataset over the current snapshot (streams; nothing loaded yet)."""
     manifest = read_current(backend, keys, group, kind)
-    if manifest is None:
-        return None
-    paths = [backend.path(k) for k in manifest.parts]
-    return pads.dataset(paths, format="parquet", filesystem=backend.filesystem)
+    return None if manifest is None else open_snapshot(backend, manifest)
 
 
 def read_table(backend: Backend, keys: Keys, group: str, kind: str) -> pa.Table | None:

@@ -18,44 +18,58 @@ from store import Keys, NotFound, Store, now_iso
 
 from .dataset_import import import_task
 
+# The version job imports torch and the recipes: loaded when the first version is submitted.
 __all__ = ["JobRunner", "RayJobRunner", "ThreadJobRunner", "make_runner"]
 
 log = logging.getLogger("tagrec.jobs")
 
 
+_OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value, Status.CREATE_STOPPING.value)
+
+
 class JobRunner:
+    """Runs jobs; jobs are known by the key of their record in the store."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._held: set[tuple[str, str, str]] = set()
+        self._held: set[str] = set()
         self._held_lock = threading.Lock()
 
     def submit_import(self, tenant: str, group: str, job: str) -> None:
+        self._submit(Keys(tenant).import_job(group, job), import_task, tenant, group, job)
+
+    def submit_version(self, tenant: str, group: str, solution: str, version: str) -> None:
+        from .solution_version import version_task
+
+        self._submit(Keys(tenant).version_record(group, solution, version), version_task,
+                     tenant, group, solution, version)
+
+    def _submit(self, key: str, task: Any, *args: str) -> None:
         raise NotImplementedError
 
-    def is_tracked(self, tenant: str, group: str, job: str) -> bool:
-        """Whether this runner holds the job (submitted, not finished)."""
+    def is_tracked(self, key: str) -> bool:
+        """Whether this runner holds the job of record `key` (submitted, not finished)."""
         with self._held_lock:
-            return (tenant, group, job) in self._held
+            return key in self._held
 
-    def _hold(self, ident: tuple[str, str, str]) -> None:
+    def _hold(self, key: str) -> None:
         with self._held_lock:
-            self._held.add(ident)
+            self._held.add(key)
 
-    def _release(self, ident: tuple[str, str, str]) -> None:
+    def _release(self, key: str) -> None:
         with self._held_lock:
-            self._held.discard(ident)
+            self._held.discard(key)
 
     def shutdown(self) -> None:
         pass
 
-    def _mark_failed_if_open(self, tenant: str, group: str, job: str, reason: str) -> None:
-        key = Keys(tenant).import_job(group, job)
-
+    def _mark_failed_if_open(self, key: str, reason: str) -> None:
         def fail(doc: dict[str, Any]) -> dict[str, Any] | None:
-            if doc["status"] not in (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value):
+            if doc["status"] not in _OPEN:
                 return None
-            return {**doc, "status": Status.CREATE_FAILED.value, "failure_reason": reason,
-                    "updated_at": now_iso()}
+            stopped = doc["status"] == Status.CREATE_STOPPING.value
+            return {**doc, "status": Status.CREATE_STOPPED.value if stopped else Status.CREATE_FAILED.value,
+                    "failure_reason": None if stopped else reason, "updated_at": now_iso()}
 
         try:
             self.store.registry.update(key, fail)
@@ -70,14 +84,17 @@ class ThreadJobRunner(JobRunner):
         super().__init__(store)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="tagrec-job")
 
-    def submit_import(self, tenant: str, group: str, job: str) -> None:
-        self._hold((tenant, group, job))
-        future = self.pool.submit(import_task, self.store.config.as_dict(), tenant, group, job)
+    def submit_version(self, tenant: str, group: str, solution: str, version: str) -> None:
+        raise RuntimeError("training runs on Ray: start the platform with the Ray executor")
+
+    def _submit(self, key: str, task: Any, *args: str) -> None:
+        self._hold(key)
+        future = self.pool.submit(task, self.store.config.as_dict(), *args)
 
         def done(f: Any) -> None:
-            self._release((tenant, group, job))
+            self._release(key)
             if not f.cancelled() and f.exception() is not None:
-                self._mark_failed_if_open(tenant, group, job, f"job crashed: {f.exception()!r}")
+                self._mark_failed_if_open(key, f"job crashed: {f.exception()!r}")
 
         future.add_done_callback(done)
 
@@ -95,11 +112,12 @@ class RayJobRunner(JobRunner):
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         self._lock = threading.Lock()
-        self._remote: Any = None
+        self._remote: dict[Any, Any] = {}
+        self._started = False
 
-    def _ensure_ray(self) -> Any:
+    def _ensure_ray(self, task: Any) -> Any:
         with self._lock:
-            if self._remote is None:
+            if not self._started:
                 import ray
 
                 if not ray.is_initialized():
@@ -115,27 +133,35 @@ class RayJobRunner(JobRunner):
                                  include_dashboard=False, log_to_driver=False,
                                  object_store_memory=self.object_store_mb << 20,
                                  runtime_env={"env_vars": env})
-                self._remote = ray.remote(num_cpus=1, max_retries=0)(import_task)
-            return self._remote
+                self._started = True
+            if task not in self._remote:
+                import ray
 
-    def submit_import(self, tenant: str, group: str, job: str) -> None:
-        remote = self._ensure_ray()
-        self._hold((tenant, group, job))
-        ref = remote.remote(self.store.config.as_dict(), tenant, group, job)
-        threading.Thread(target=self._watch, args=(ref, tenant, group, job), daemon=True,
-                         name=f"watch-{job}").start()
+                # An import reads and writes on one CPU. A version's driver mostly waits for its
+                # Ray Train workers (which hold the CPUs it asks for): it takes none, so a
+                # 2-worker version fits a 2-CPU machine.
+                cpus = 1 if task is import_task else 0
+                self._remote[task] = ray.remote(num_cpus=cpus, max_retries=0)(task)
+            return self._remote[task]
 
-    def _watch(self, ref: Any, tenant: str, group: str, job: str) -> None:
+    def _submit(self, key: str, task: Any, *args: str) -> None:
+        remote = self._ensure_ray(task)
+        self._hold(key)
+        ref = remote.remote(self.store.config.as_dict(), *args)
+        threading.Thread(target=self._watch, args=(ref, key), daemon=True,
+                         name=f"watch-{args[-1]}").start()
+
+    def _watch(self, ref: Any, key: str) -> None:
         import ray
 
         try:
             ray.get(ref)
         except Exception as e:  # the task died (worker killed, OOM, cluster lost)
-            log.warning("import job %s/%s/%s died: %r", tenant, group, job, e)
-            self._mark_failed_if_open(tenant, group, job, f"job crashed: {type(e).__name__}: "
-                                                          f"{str(e).splitlines()[0][:300]}")
+            log.warning("job %s died: %r", key, e)
+            self._mark_failed_if_open(key, f"job crashed: {type(e).__name__}: "
+                                           f"{str(e).splitlines()[0][:300]}")
         finally:
-            self._release((tenant, group, job))
+            self._release(key)
 
     def shutdown(self) -> None:
         import ray

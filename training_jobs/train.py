@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from recipes import get_recipe
 from recipes.base import ARTIFACT_FILES, save_artifact
 from sdk.types import DatasetKind
 
-__all__ = ["TrainResult", "ScalingSpec", "train_recipe"]
+__all__ = ["EpochCallback", "TrainResult", "ScalingSpec", "train_recipe"]
 
 log = logging.getLogger("tagrec.train")
 
@@ -39,6 +39,12 @@ class ScalingSpec:
     max_failures: int = 1
 
 
+# Called on rank 0 after each epoch's checkpoint with {"epoch", "epochs", "loss", "events",
+# "seconds", "resumed_from_epoch"}; returning True stops training there (the checkpoint is kept).
+# Sent to the workers, so it must pickle.
+EpochCallback = Callable[[dict[str, Any]], bool | None]
+
+
 @dataclass
 class TrainResult:
     artifact_dir: Path
@@ -47,6 +53,7 @@ class TrainResult:
     resumed_from_epoch: int | None = None
     train_seconds: float = 0.0
     events: int = 0  # training events over all epochs (all workers)
+    stopped: bool = False  # ended early on request (`on_epoch` returned True)
 
 
 def _worker_loop(cfg: dict[str, Any]) -> None:
@@ -55,16 +62,18 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
     import ray.train
     import torch
 
+    torch.set_num_threads(max(1, int(cfg.get("torch_threads", 1))))
     spec = get_recipe(cfg["recipe"])
     config = spec.config_cls.model_validate(cfg["hyperparameters"])
     featurizer = cfg["featurizer"]
     examples = ray.get(cfg["examples_ref"])
+    on_epoch: EpochCallback | None = cfg.get("on_epoch")
     hooks = spec.hooks_cls(config, featurizer)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(getattr(config, "seed", 0))
     model = hooks.build_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=getattr(config, "learning_rate", 1e-3))
+    optimizer = hooks.configure_optimizer(model)
     start_epoch, resumed_from = 0, None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -85,10 +94,12 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             loss.backward()
             if world > 1:
                 _average_gradients(model, world)
+            hooks.clip_gradients(model)
             optimizer.step()
             total += float(loss.detach())
             n += 1
             events += hooks.num_events(batch)
+        seconds = time.perf_counter() - t0
         if world > 1:  # every rank's share: the epoch's events and mean loss over the group
             import torch.distributed as dist
 
@@ -96,7 +107,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             dist.all_reduce(sums)
             events, total, n = int(sums[0]), float(sums[1]), int(sums[2])
         metrics = {"epoch": epoch, "loss": total / max(n, 1), "events": events,
-                   "seconds": time.perf_counter() - t0, "resumed_from_epoch": resumed_from}
+                   "seconds": seconds, "resumed_from_epoch": resumed_from}
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -107,6 +118,17 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
                 featurizer.save(fdir)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+        # Progress and stop requests: rank 0 asks, every rank follows its answer.
+        stop = bool(on_epoch(dict(metrics, epochs=cfg["epochs"]))) if rank == 0 and on_epoch else False
+        if world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([1.0 if stop else 0.0])
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        if stop and epoch + 1 < cfg["epochs"]:
+            print(f"[tagrec] rank {rank}: stop requested after epoch {epoch}", flush=True)
+            return
 
 
 def _average_gradients(model: Any, world: int) -> None:
@@ -129,11 +151,14 @@ def _average_gradients(model: Any, world: int) -> None:
 def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
                  tables: Mapping[DatasetKind, pa.Table], *, schemas: Mapping[DatasetKind, Any],
                  artifact_dir: Path, checkpoint_path: str, checkpoint_fs: pafs.FileSystem,
-                 run_name: str, scaling: ScalingSpec = ScalingSpec()) -> TrainResult:
+                 run_name: str, scaling: ScalingSpec = ScalingSpec(),
+                 on_epoch: EpochCallback | None = None, torch_threads: int | None = None) -> TrainResult:
     """Train `recipe_id` on `tables` with Ray Train; write the artifact to `artifact_dir`.
 
     Must run where Ray is initialized (a Ray task or a driver). `checkpoint_path` is a path in
     `checkpoint_fs` (the store's filesystem) unique to this version: the same name resumes.
+    `on_epoch` sees every epoch's metrics on rank 0 and may stop training (see EpochCallback).
+    `torch_threads` per worker defaults to its CPUs (more threads than cores only contend).
     """
     import ray
     import ray.train
@@ -149,7 +174,8 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
         _worker_loop,
         train_loop_config={"recipe": recipe_id, "hyperparameters": config.model_dump(mode="json"),
                            "featurizer": featurizer, "examples_ref": ray.put(examples),
-                           "epochs": epochs},
+                           "epochs": epochs, "on_epoch": on_epoch,
+                           "torch_threads": torch_threads or max(1, int(scaling.cpus_per_worker))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
             resources_per_worker={"CPU": scaling.cpus_per_worker,
@@ -174,6 +200,7 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
                   extra={"epochs": state["epoch"] + 1})
     resumed = [m.get("resumed_from_epoch") for m in history if m.get("resumed_from_epoch") is not None]
     # Every epoch sees the same events; `history` holds only the epochs whose checkpoints are kept.
-    return TrainResult(artifact_dir=artifact_dir, epochs=state["epoch"] + 1, history=history,
+    done = state["epoch"] + 1
+    return TrainResult(artifact_dir=artifact_dir, epochs=done, history=history,
                        resumed_from_epoch=resumed[0] if resumed else None, train_seconds=seconds,
-                       events=int(history[-1].get("events", 0)) * (state["epoch"] + 1))
+                       events=int(history[-1].get("events", 0)) * done, stopped=done < epochs)

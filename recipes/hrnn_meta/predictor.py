@@ -142,6 +142,26 @@ class HrnnMetaPredictor(Predictor):
         states = self.user_states(histories, user_ids=user_ids, request_times=request_times)
         return states @ self._weight.T + self._bias  # (B, M)
 
+    @torch.no_grad()
+    def target_log_probs(self, histories: Sequence[Sequence[HistoryEvent]],
+                         targets: Sequence[Sequence[str]], *,
+                         user_ids: Sequence[str | None] | None = None,
+                         request_times: Sequence[float] | None = None,
+                         batch_size: int = 256) -> np.ndarray:
+        """Natural-log probability of each target item under the model's softmax over the
+        catalog, given its history (for perplexity); unknown targets get the OOV score -inf."""
+        batch_size = max(1, min(batch_size, (1 << 26) // self.featurizer.num_items))
+        out: list[np.ndarray] = []
+        for lo in range(0, len(histories), batch_size):
+            scores = self.score_histories(
+                histories[lo:lo + batch_size],
+                user_ids=None if user_ids is None else user_ids[lo:lo + batch_size],
+                request_times=None if request_times is None else request_times[lo:lo + batch_size])
+            log_p = torch.log_softmax(scores, dim=1)
+            for b, items in enumerate(targets[lo:lo + batch_size]):
+                out.append(log_p[b, torch.from_numpy(self.item_index(list(items)))].numpy())
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
     def item_index(self, item_ids: Sequence[str]) -> np.ndarray:
         """Catalog column of each item id (OOV = 1 for unknown ids)."""
         return np.array([self.featurizer.item_index(i) for i in item_ids], np.int64)
