@@ -25,7 +25,15 @@ import httpx
 
 from sdk import config as _config
 from sdk.errors import APIConnectionError, APITimeoutError, TagrecError, status_error
-from sdk.resources import DatasetGroups, DatasetImportJobs, Datasets, Uploads
+from sdk.resources import (
+    DatasetGroups,
+    DatasetImportJobs,
+    Datasets,
+    Recipes,
+    Solutions,
+    SolutionVersions,
+    Uploads,
+)
 
 __all__ = ["Client", "__version__"]
 
@@ -125,6 +133,9 @@ class Client:
         self.datasets = Datasets(self)
         self.uploads = Uploads(self)
         self.dataset_import_jobs = DatasetImportJobs(self)
+        self.recipes = Recipes(self)
+        self.solutions = Solutions(self)
+        self.solution_versions = SolutionVersions(self)
 
     @staticmethod
     def _needs_local(cfg: _config.Config) -> bool:

@@ -24,17 +24,25 @@ from sdk.types import (
     DatasetImportJob,
     DatasetImportJobCreate,
     DatasetKind,
+    EvaluationConfig,
     ImportMode,
     ImportSource,
+    RecipeInfo,
     ResourceName,
+    ScalingConfig,
     Schema,
+    Solution,
+    SolutionCreate,
+    SolutionVersion,
+    SolutionVersionCreate,
     Status,
 )
 
 if TYPE_CHECKING:
     from sdk.client import Client
 
-__all__ = ["DatasetGroups", "DatasetImportJobs", "Datasets", "Uploads"]
+__all__ = ["DatasetGroups", "DatasetImportJobs", "Datasets", "Recipes", "SolutionVersions", "Solutions",
+           "Uploads"]
 
 UPLOAD_CHUNK_SIZE = 1 << 20
 Format = Literal["csv", "parquet"]
@@ -318,4 +326,130 @@ class DatasetImportJobs(_Collection):
             timeout=timeout,
             poll_interval=poll_interval,
             on_progress=on_progress,
+        )
+
+
+class Recipes(_Collection):
+    """``client.recipes``: the models a solution can train, with their data needs and
+    hyperparameters (JSON schema with defaults, bounds and descriptions)."""
+
+    def list(self) -> builtins.list[RecipeInfo]:
+        """Every recipe."""
+        return [RecipeInfo.model_validate(item) for item in self._client.paginate("/v1/recipes")]
+
+    def retrieve(self, recipe: str) -> RecipeInfo:
+        """One recipe by id (e.g. ``"hrnn-meta"``)."""
+        return RecipeInfo.model_validate(self._client.request("GET", f"/v1/recipes/{_seg(recipe)}").json())
+
+
+class Solutions(_Collection):
+    """``client.solutions``: a recipe and its hyperparameters, bound to a dataset group."""
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        name: str,
+        recipe: str,
+        hyperparameters: dict[str, Any] | None = None,
+        scaling: ScalingConfig | dict[str, Any] | None = None,
+        evaluation: EvaluationConfig | dict[str, Any] | None = None,
+        description: str = "",
+        idempotency_key: str | None = None,
+    ) -> Solution:
+        """Create a solution; the server checks `hyperparameters` against the recipe's schema
+        (an unknown key or an out-of-range value is a BadRequestError naming the field)."""
+        body = SolutionCreate.model_validate({
+            "name": name, "recipe": recipe, "hyperparameters": hyperparameters or {},
+            "scaling": scaling or {}, "evaluation": evaluation or {}, "description": description})
+        resp = self._client.request(
+            "POST",
+            f"/v1/dataset-groups/{_seg(dataset_group)}/solutions",
+            json=body.model_dump(mode="json"),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return Solution.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, name: str) -> Solution:
+        """Get one solution."""
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/solutions/{_seg(name)}"
+        return Solution.model_validate(self._client.request("GET", path).json())
+
+    def list(self, dataset_group: str) -> builtins.list[Solution]:
+        """All solutions of a group."""
+        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/solutions")
+        return [Solution.model_validate(item) for item in items]
+
+    def delete(self, dataset_group: str, name: str) -> None:
+        """Delete a solution and its versions (refused while one trains)."""
+        self._client.request("DELETE", f"/v1/dataset-groups/{_seg(dataset_group)}/solutions/{_seg(name)}")
+
+
+class SolutionVersions(_Collection):
+    """``client.solution_versions``: training runs of a solution, with their offline metrics."""
+
+    def _path(self, dataset_group: str, solution: str, version: str | None = None) -> str:
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/solutions/{_seg(solution)}/versions"
+        return path if version is None else f"{path}/{_seg(version)}"
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        solution: str,
+        training_mode: Literal["full"] = "full",
+        idempotency_key: str | None = None,
+    ) -> SolutionVersion:
+        """Start training a version on the datasets' current snapshots.
+
+        Refused (BadRequestError) when a dataset the recipe needs is missing, lacks a required
+        field or holds too few interactions; the job itself fails the version if too few users
+        have 2 or more interactions.
+        """
+        body = SolutionVersionCreate(training_mode=training_mode)
+        resp = self._client.request(
+            "POST",
+            self._path(dataset_group, solution),
+            json=body.model_dump(mode="json"),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key(),
+        )
+        return SolutionVersion.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, solution: str, version: str) -> SolutionVersion:
+        """Get one version (status, progress, and metrics once ACTIVE)."""
+        return SolutionVersion.model_validate(
+            self._client.request("GET", self._path(dataset_group, solution, version)).json())
+
+    def list(self, dataset_group: str, solution: str) -> builtins.list[SolutionVersion]:
+        """All versions of a solution, newest first."""
+        items = self._client.paginate(self._path(dataset_group, solution))
+        return [SolutionVersion.model_validate(item) for item in items]
+
+    def stop(self, dataset_group: str, solution: str, version: str) -> SolutionVersion:
+        """Ask a training version to stop (CREATE_STOPPING, then CREATE_STOPPED)."""
+        path = f"{self._path(dataset_group, solution, version)}/stop"
+        return SolutionVersion.model_validate(self._client.request("POST", path).json())
+
+    def wait(
+        self,
+        dataset_group: str,
+        solution: str,
+        version: str,
+        *,
+        timeout: float = 6 * 3600,
+        poll_interval: float = 2.0,
+        on_progress: Callable[[SolutionVersion], None] | None = None,
+    ) -> SolutionVersion:
+        """Poll a version until it is ACTIVE or CREATE_STOPPED (returned; check ``status``).
+
+        Raises:
+            ResourceFailedError: The version ended in CREATE_FAILED (see ``failure_reason``).
+            WaitTimeoutError: Still training after `timeout` seconds.
+        """
+        return _wait(
+            lambda: self.retrieve(dataset_group, solution, version),
+            timeout=timeout,
+            poll_interval=poll_interval,
+            on_progress=on_progress,
+            sleep=self._client._sleep,
         )

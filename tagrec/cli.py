@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sdk import Client, DatasetImportJob, DatasetKind, Schema, TagrecError
+from sdk import Client, DatasetImportJob, DatasetKind, Schema, SolutionVersion, Status, TagrecError
 from sdk.errors import NotFoundError
 
 __all__ = ["main", "cli"]
@@ -359,20 +359,233 @@ def ij_describe(ctx: click.Context, group: str, name: str) -> None:
           JOB_COLUMNS + ["progress", "snapshot_id"])
 
 
+# ---- recipes, solutions, versions ----
+@cli.group()
+def recipes() -> None:
+    """The recommendation models a solution can train."""
+
+
+@recipes.command("list")
+@click.pass_context
+def recipes_list(ctx: click.Context) -> None:
+    """List the recipes."""
+    _emit(ctx, _client(ctx).recipes.list(), ["id", "task", "paper"])
+
+
+@recipes.command("describe")
+@click.argument("recipe")
+@click.pass_context
+def recipes_describe(ctx: click.Context, recipe: str) -> None:
+    """Show a recipe: required datasets and fields, hyperparameters with defaults."""
+    info = _client(ctx).recipes.retrieve(recipe)
+    if ctx.obj["output"] == "json":
+        _emit(ctx, info, [])
+        return
+    out.print(f"[bold]{info.id}[/bold] ({info.task}) — {info.paper}\n{info.description}")
+    out.print(f"required: {info.required_datasets}; optional: {info.optional_datasets}")
+    table = Table("hyperparameter", "default", "description")
+    for name, prop in info.hyperparameters.get("properties", {}).items():
+        table.add_row(name, _cell(info.defaults.get(name)), prop.get("description", ""))
+    out.print(table)
+
+
+def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; VALUE is read as JSON when it parses (numbers, booleans), else a string."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=what)
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+SOLUTION_COLUMNS = ["name", "recipe", "status", "hyperparameters"]
+VERSION_COLUMNS = ["name", "status", "progress", "failure_reason"]
+
+
+@cli.group()
+def solutions() -> None:
+    """Solutions: a recipe with its hyperparameters, trained as versions."""
+
+
+@solutions.command("create")
+@click.option("--group", "-g", required=True)
+@click.option("--name", "-n", required=True)
+@click.option("--recipe", "-r", required=True, help="Recipe id (tagrec recipes list).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
+@click.option("--workers", type=int, default=1, help="Ray Train workers.")
+@click.option("--cpus-per-worker", type=float, default=1.0)
+@click.option("--gpus-per-worker", type=float, default=0.0)
+@click.option("--evaluation", "evaluation_mode", type=click.Choice(["temporal-holdout", "item-cold-start"]),
+              default="temporal-holdout", help="How versions are evaluated offline.")
+@click.pass_context
+def sol_create(ctx: click.Context, group: str, name: str, recipe: str, sets: tuple[str, ...],
+               workers: int, cpus_per_worker: float, gpus_per_worker: float,
+               evaluation_mode: str) -> None:
+    """Create a solution."""
+    sol = _client(ctx).solutions.create(
+        group, name=name, recipe=recipe, hyperparameters=_key_values(sets, "--set"),
+        scaling={"workers": workers, "cpus_per_worker": cpus_per_worker,
+                 "gpus_per_worker": gpus_per_worker},
+        evaluation={"mode": evaluation_mode})
+    _emit(ctx, sol, SOLUTION_COLUMNS)
+
+
+@solutions.command("list")
+@click.option("--group", "-g", required=True)
+@click.pass_context
+def sol_list(ctx: click.Context, group: str) -> None:
+    """List the solutions of a group."""
+    _emit(ctx, _client(ctx).solutions.list(group), SOLUTION_COLUMNS)
+
+
+@solutions.command("describe")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def sol_describe(ctx: click.Context, group: str, name: str) -> None:
+    """Show one solution."""
+    _emit(ctx, _client(ctx).solutions.retrieve(group, name), SOLUTION_COLUMNS + ["scaling", "evaluation"])
+
+
+@solutions.command("delete")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def sol_delete(ctx: click.Context, group: str, name: str) -> None:
+    """Delete a solution and its versions."""
+    _client(ctx).solutions.delete(group, name)
+    console.print(f"deleted solution {name}")
+
+
+def _wait_version(client: Client, group: str, version: SolutionVersion, show: bool) -> SolutionVersion:
+    """Wait for a version, showing its phase, epoch and loss on stderr."""
+    if not show:
+        return client.solution_versions.wait(group, version.solution, version.name)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("epoch {task.completed:.0f}/{task.fields[epochs]} {task.fields[info]}"),
+                  TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"training {version.name}", total=None, epochs="?", info="")
+
+        def update(v: SolutionVersion) -> None:
+            p = v.progress
+            info = p.phase + (f", loss {p.loss:.4f}" if p.loss is not None else "")
+            if p.events_per_second:
+                info += f", {p.events_per_second:,.0f} events/s"
+            bar.update(task, completed=p.epoch, total=p.epochs, epochs=p.epochs or "?", info=info)
+
+        return client.solution_versions.wait(group, version.solution, version.name,
+                                             poll_interval=1.0, on_progress=update)
+
+
+def _metrics_table(v: SolutionVersion) -> Table:
+    """Model vs baseline(s), one row per metric, with the lift."""
+    baselines = v.baselines or {}
+    table = Table("metric", v.recipe, *baselines, "lift")
+    for key in sorted(v.metrics or {}, key=_metric_order):
+        row = [f"{v.metrics[key]:.4f}"]
+        row += [f"{b[key]:.4f}" if key in b else "-" for b in baselines.values()]
+        lift = (v.lift or {}).get(key)
+        table.add_row(key, *row, f"{lift:.2f}x" if lift is not None else "-")
+    return table
+
+
+def _metric_order(key: str) -> tuple[int, int]:
+    name, _, k = key.partition("@")
+    order = ["ndcg", "precision", "recall", "hit", "mrr", "coverage", "perplexity"]
+    return (order.index(name) if name in order else len(order), int(k) if k.isdigit() else 0)
+
+
+@cli.group()
+def versions() -> None:
+    """Solution versions: training runs, with progress and offline metrics."""
+
+
+@versions.command("create")
+@click.option("--group", "-g", required=True)
+@click.option("--solution", "-s", required=True)
+@click.option("--wait/--no-wait", default=True, help="Wait for training, showing progress.")
+@click.pass_context
+def ver_create(ctx: click.Context, group: str, solution: str, wait: bool) -> None:
+    """Train a new version of a solution on the current data."""
+    client = _client(ctx)
+    v = client.solution_versions.create(group, solution=solution)
+    if wait:
+        v = _wait_version(client, group, v, ctx.obj["output"] == "table")
+    _show_version(ctx, v)
+
+
+def _show_version(ctx: click.Context, v: SolutionVersion) -> None:
+    if ctx.obj["output"] == "json" or not v.metrics:
+        _emit(ctx, v, VERSION_COLUMNS)
+        return
+    _emit(ctx, v, ["name", "status", "snapshots"])
+    out.print(_metrics_table(v))
+
+
+@versions.command("list")
+@click.option("--group", "-g", required=True)
+@click.option("--solution", "-s", required=True)
+@click.pass_context
+def ver_list(ctx: click.Context, group: str, solution: str) -> None:
+    """List the versions of a solution, newest first."""
+    _emit(ctx, _client(ctx).solution_versions.list(group, solution), VERSION_COLUMNS)
+
+
+@versions.command("describe")
+@click.option("--group", "-g", required=True)
+@click.option("--solution", "-s", required=True)
+@click.argument("version")
+@click.pass_context
+def ver_describe(ctx: click.Context, group: str, solution: str, version: str) -> None:
+    """Show one version with its metrics next to the baselines."""
+    _show_version(ctx, _client(ctx).solution_versions.retrieve(group, solution, version))
+
+
+@versions.command("wait")
+@click.option("--group", "-g", required=True)
+@click.option("--solution", "-s", required=True)
+@click.argument("version")
+@click.pass_context
+def ver_wait(ctx: click.Context, group: str, solution: str, version: str) -> None:
+    """Wait for a version to finish training, showing progress."""
+    client = _client(ctx)
+    v = client.solution_versions.retrieve(group, solution, version)
+    _show_version(ctx, _wait_version(client, group, v, ctx.obj["output"] == "table"))
+
+
+@versions.command("stop")
+@click.option("--group", "-g", required=True)
+@click.option("--solution", "-s", required=True)
+@click.argument("version")
+@click.pass_context
+def ver_stop(ctx: click.Context, group: str, solution: str, version: str) -> None:
+    """Stop a training version (it ends CREATE_STOPPED after the current epoch)."""
+    _emit(ctx, _client(ctx).solution_versions.stop(group, solution, version), VERSION_COLUMNS)
+
+
 # ---- quickstart ----
 @cli.command()
 @click.option("--data", default="synthetic",
-              help="'synthetic' (seeded generator) or 'movielens:PATH'.")
+              help="'synthetic' (seeded generator) or 'movielens:PATH' (ml-100k, ml-1m, ml-latest).")
 @click.option("--group", default="quickstart", help="Dataset group to use (recreated).")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=int, default=0, help="Seed of the synthetic data.")
+@click.option("--recipe", default="hrnn-meta", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
 @click.option("--keep", is_flag=True, help="Keep the dataset group afterwards.")
 @click.pass_context
-def quickstart(ctx: click.Context, data: str, group: str, seed: int, keep: bool) -> None:
-    """The whole path on the local platform: data → import (more steps come with training)."""
+def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str,
+               sets: tuple[str, ...], keep: bool) -> None:
+    """The whole path on the local platform: data → import → train → metrics vs popularity."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     client = _client(ctx)
     timings["connect_s"] = time.perf_counter() - t0
+    show = ctx.obj["output"] == "table"
     try:
         client.dataset_groups.delete(group, force=True)
     except NotFoundError:
@@ -396,6 +609,14 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, keep: bool)
         jobs = _import_all(ctx, group, paths, schemas, "full")
         timings["import_s"] = time.perf_counter() - t
     datasets_ = client.datasets.list(group)
+    t = time.perf_counter()
+    client.solutions.create(group, name="quickstart", recipe=recipe,
+                            hyperparameters=_key_values(sets, "--set"))
+    version = client.solution_versions.create(group, solution="quickstart")
+    version = _wait_version(client, group, version, show)
+    timings["train_s"] = time.perf_counter() - t
+    if version.status != Status.ACTIVE:
+        raise click.ClickException(f"version {version.name} ended {version.status.value}")
     if not keep:
         client.dataset_groups.delete(group, force=True)
     result = {
@@ -404,15 +625,28 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, keep: bool)
         "datasets": {d.kind.value: {"rows": d.row_count, "snapshot": d.current_snapshot}
                      for d in datasets_},
         "import_jobs": [j.name for j in jobs],
-        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "recipe": version.recipe,
+        "solution_version": version.name,
+        "hyperparameters": version.hyperparameters,
+        "evaluation": version.evaluation,
+        "metrics": version.metrics,
+        "baselines": version.baselines,
+        "lift": version.lift,
+        "training": version.training,
+        "timings": {**{k: round(v, 3) for k, v in timings.items()},
+                    "version": {k: round(v, 3) for k, v in version.timings.items()}},
     }
     if ctx.obj["output"] == "json":
         out.print_json(json.dumps(result))
-    else:
-        _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
-              ["dataset", "rows", "snapshot"])
-        out.print(f"timings: {result['timings']}")
-        console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
+        return
+    _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
+          ["dataset", "rows", "snapshot"])
+    ev = version.evaluation or {}
+    out.print(f"{version.recipe} version {version.name}: {ev.get('protocol')} on "
+              f"{ev.get('test_users')} test users ({ev.get('holdout_last')} latest interactions each)")
+    out.print(_metrics_table(version))
+    out.print(f"timings: {result['timings']}")
+    console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
 
 
 def main(argv: list[str] | None = None) -> None:
