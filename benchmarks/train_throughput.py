@@ -34,7 +34,7 @@ def _plain(spec, config, featurizer, examples, epochs: int) -> dict:
     torch.set_num_threads(1)
     torch.manual_seed(getattr(config, "seed", 0))
     model = hooks.build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=getattr(config, "learning_rate", 1e-3))
+    opt = hooks.configure_optimizer(model)  # the generic loop's steps, in order
     t0, events, epoch_s = time.perf_counter(), 0, []
     for epoch in range(epochs):
         te = time.perf_counter()
@@ -42,6 +42,7 @@ def _plain(spec, config, featurizer, examples, epochs: int) -> dict:
             opt.zero_grad()
             loss = hooks.loss(model, batch)
             loss.backward()
+            hooks.clip_gradients(model)
             opt.step()
             events += hooks.num_events(batch)
         epoch_s.append(time.perf_counter() - te)

@@ -573,13 +573,15 @@ def ver_stop(ctx: click.Context, group: str, solution: str, version: str) -> Non
 @click.option("--data", default="synthetic",
               help="'synthetic' (seeded generator) or 'movielens:PATH' (ml-100k, ml-1m, ml-latest).")
 @click.option("--group", default="quickstart", help="Dataset group to use (recreated).")
-@click.option("--seed", type=int, default=0, help="Seed of the synthetic data.")
+@click.option("--seed", type=int, default=0, help="Seed of the synthetic data and of the evaluation split.")
 @click.option("--recipe", default="hrnn-meta", show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
+@click.option("--evaluation", "evaluation_mode", type=click.Choice(["temporal-holdout", "item-cold-start"]),
+              default="temporal-holdout", show_default=True, help="The offline evaluation protocol.")
 @click.option("--keep", is_flag=True, help="Keep the dataset group afterwards.")
 @click.pass_context
 def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str,
-               sets: tuple[str, ...], keep: bool) -> None:
+               sets: tuple[str, ...], evaluation_mode: str, keep: bool) -> None:
     """The whole path on the local platform: data → import → train → metrics vs popularity."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -611,7 +613,8 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     datasets_ = client.datasets.list(group)
     t = time.perf_counter()
     client.solutions.create(group, name="quickstart", recipe=recipe,
-                            hyperparameters=_key_values(sets, "--set"))
+                            hyperparameters=_key_values(sets, "--set"),
+                            evaluation={"mode": evaluation_mode, "seed": seed})
     version = client.solution_versions.create(group, solution="quickstart")
     version = _wait_version(client, group, version, show)
     timings["train_s"] = time.perf_counter() - t
@@ -642,8 +645,10 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
           ["dataset", "rows", "snapshot"])
     ev = version.evaluation or {}
+    detail = (f"{ev.get('holdout_last')} latest interactions each" if "holdout_last" in ev
+              else f"ranking {ev.get('held_out_items')} held-out items from their metadata")
     out.print(f"{version.recipe} version {version.name}: {ev.get('protocol')} on "
-              f"{ev.get('test_users')} test users ({ev.get('holdout_last')} latest interactions each)")
+              f"{ev.get('test_users')} test users ({detail})")
     out.print(_metrics_table(version))
     out.print(f"timings: {result['timings']}")
     console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
