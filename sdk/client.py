@@ -26,9 +26,11 @@ import httpx
 from sdk import config as _config
 from sdk.errors import APIConnectionError, APITimeoutError, TagrecError, status_error
 from sdk.resources import (
+    Campaigns,
     DatasetGroups,
     DatasetImportJobs,
     Datasets,
+    Events,
     Recipes,
     Solutions,
     SolutionVersions,
@@ -136,6 +138,8 @@ class Client:
         self.recipes = Recipes(self)
         self.solutions = Solutions(self)
         self.solution_versions = SolutionVersions(self)
+        self.campaigns = Campaigns(self)
+        self.events = Events(self)
 
     @staticmethod
     def _needs_local(cfg: _config.Config) -> bool:

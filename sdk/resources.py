@@ -17,6 +17,9 @@ from pydantic import TypeAdapter
 from sdk.errors import ResourceFailedError, WaitTimeoutError
 from sdk.types import (
     TERMINAL_STATUSES,
+    Campaign,
+    CampaignCreate,
+    CampaignUpdate,
     Dataset,
     DatasetCreate,
     DatasetGroup,
@@ -25,9 +28,15 @@ from sdk.types import (
     DatasetImportJobCreate,
     DatasetKind,
     EvaluationConfig,
+    Event,
     ImportMode,
     ImportSource,
+    PutEventsRequest,
+    PutEventsResponse,
+    RankRequest,
     RecipeInfo,
+    RecommendRequest,
+    RecommendResponse,
     ResourceName,
     ScalingConfig,
     Schema,
@@ -41,8 +50,8 @@ from sdk.types import (
 if TYPE_CHECKING:
     from sdk.client import Client
 
-__all__ = ["DatasetGroups", "DatasetImportJobs", "Datasets", "Recipes", "SolutionVersions", "Solutions",
-           "Uploads"]
+__all__ = ["Campaigns", "DatasetGroups", "DatasetImportJobs", "Datasets", "Events", "Recipes",
+           "SolutionVersions", "Solutions", "Uploads"]
 
 UPLOAD_CHUNK_SIZE = 1 << 20
 Format = Literal["csv", "parquet"]
@@ -453,3 +462,139 @@ class SolutionVersions(_Collection):
             on_progress=on_progress,
             sleep=self._client._sleep,
         )
+
+
+class Campaigns(_Collection):
+    """``client.campaigns``: solution versions deployed as live endpoints, and their
+    recommendation API (``recommend``, ``rank``)."""
+
+    def __init__(self, client: Client) -> None:
+        super().__init__(client)
+        self._endpoints: dict[tuple[str, str], str] = {}
+
+    def _path(self, dataset_group: str, name: str | None = None) -> str:
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/campaigns"
+        return path if name is None else f"{path}/{_seg(name)}"
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        name: str,
+        solution: str,
+        solution_version: str,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+        max_ongoing_requests: int = 32,
+        max_queued_requests: int = 64,
+        idempotency_key: str | None = None,
+    ) -> Campaign:
+        """Deploy an ACTIVE solution version as a campaign (its own Ray Serve application)."""
+        body = CampaignCreate(name=name, solution=solution, solution_version=solution_version,
+                              min_replicas=min_replicas, max_replicas=max_replicas,
+                              max_ongoing_requests=max_ongoing_requests,
+                              max_queued_requests=max_queued_requests)
+        resp = self._client.request(
+            "POST", self._path(dataset_group), json=body.model_dump(mode="json"),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key())
+        return Campaign.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, name: str) -> Campaign:
+        """Get one campaign (status, endpoint, the version it serves, an update rolling out)."""
+        resp = self._client.request("GET", self._path(dataset_group, name))
+        campaign = Campaign.model_validate(resp.json())
+        if campaign.endpoint:
+            self._endpoints[(dataset_group, name)] = campaign.endpoint
+        return campaign
+
+    def list(self, dataset_group: str) -> builtins.list[Campaign]:
+        """All campaigns of a group."""
+        return [Campaign.model_validate(c) for c in self._client.paginate(self._path(dataset_group))]
+
+    def update(self, dataset_group: str, name: str, *, solution: str | None = None,
+               solution_version: str | None = None, min_replicas: int | None = None,
+               max_replicas: int | None = None, max_ongoing_requests: int | None = None,
+               max_queued_requests: int | None = None) -> Campaign:
+        """Switch the campaign to another version or scaling; the old replicas serve until the
+        new ones are healthy (see ``pending_update``, then `wait`)."""
+        body = CampaignUpdate(solution=solution, solution_version=solution_version,
+                              min_replicas=min_replicas, max_replicas=max_replicas,
+                              max_ongoing_requests=max_ongoing_requests,
+                              max_queued_requests=max_queued_requests)
+        resp = self._client.request("PATCH", self._path(dataset_group, name),
+                                    json=body.model_dump(mode="json", exclude_none=True))
+        return Campaign.model_validate(resp.json())
+
+    def delete(self, dataset_group: str, name: str) -> None:
+        """Remove the campaign and its endpoint."""
+        self._client.request("DELETE", self._path(dataset_group, name))
+        self._endpoints.pop((dataset_group, name), None)
+
+    def wait(self, dataset_group: str, name: str, *, timeout: float = 600, poll_interval: float = 1.0,
+             on_progress: Callable[[Campaign], None] | None = None) -> Campaign:
+        """Poll until the campaign is ACTIVE with no update rolling out.
+
+        Raises:
+            ResourceFailedError: The deployment failed (CREATE_FAILED).
+            WaitTimeoutError: Not settled within `timeout` seconds.
+        """
+        def settled() -> Any:
+            c = self.retrieve(dataset_group, name)
+            return _Settled(c) if c.pending_update else c
+
+        def progress(c: Any) -> None:
+            if on_progress is not None:
+                on_progress(getattr(c, "inner", c))
+
+        return _wait(settled, timeout=timeout, poll_interval=poll_interval, on_progress=progress,
+                     sleep=self._client._sleep)
+
+    def _endpoint(self, dataset_group: str, name: str) -> str:
+        endpoint = self._endpoints.get((dataset_group, name))
+        if endpoint is None:
+            endpoint = self.retrieve(dataset_group, name).endpoint
+            if not endpoint:
+                raise ValueError(f"campaign {name!r} has no endpoint yet (is it ACTIVE?)")
+        return endpoint
+
+    def recommend(self, dataset_group: str, name: str, *, user_id: str, num_results: int = 25,
+                  context: dict[str, Any] | None = None, exclude_seen: bool = True) -> RecommendResponse:
+        """Items for a user, best first, with scores (``fallback`` is True when the user is
+        unknown and popularity answered)."""
+        body = RecommendRequest(user_id=user_id, num_results=num_results, context=context or {},
+                                exclude_seen=exclude_seen)
+        resp = self._client.request("POST", f"{self._endpoint(dataset_group, name)}/recommend",
+                                    json=body.model_dump(mode="json"))
+        return RecommendResponse.model_validate(resp.json())
+
+    def rank(self, dataset_group: str, name: str, *, user_id: str, items: builtins.list[str],
+             context: dict[str, Any] | None = None) -> RecommendResponse:
+        """The given items re-ordered for the user (Personalize's GetPersonalizedRanking)."""
+        body = RankRequest(user_id=user_id, items=items, context=context or {})
+        resp = self._client.request("POST", f"{self._endpoint(dataset_group, name)}/rank",
+                                    json=body.model_dump(mode="json"))
+        return RecommendResponse.model_validate(resp.json())
+
+
+class _Settled:
+    """A campaign still rolling out an update: not terminal for `_wait`."""
+
+    def __init__(self, inner: Campaign) -> None:
+        self.inner = inner
+        self.status = Status.CREATE_IN_PROGRESS
+
+
+class Events(_Collection):
+    """``client.events``: real-time interactions, acknowledged once durable."""
+
+    def put(self, dataset_group: str, *, user_id: str, session_id: str,
+            events: builtins.list[Event | dict[str, Any]]) -> PutEventsResponse:
+        """Record 1..10 events of a user; an ``event_id`` seen before is not stored again.
+
+        The next recommendation for the user reflects them.
+        """
+        body = PutEventsRequest(user_id=user_id, session_id=session_id,
+                                events=[Event.model_validate(e) for e in events])
+        resp = self._client.request("POST", f"/v1/dataset-groups/{_seg(dataset_group)}/events",
+                                    json=body.model_dump(mode="json", exclude_none=True))
+        return PutEventsResponse.model_validate(resp.json())

@@ -45,6 +45,16 @@ __all__ = [
     "TrainingProgress",
     "SolutionVersion",
     "RecipeInfo",
+    "CampaignCreate",
+    "CampaignUpdate",
+    "Campaign",
+    "RecommendRequest",
+    "RankRequest",
+    "RecommendedItem",
+    "RecommendResponse",
+    "Event",
+    "PutEventsRequest",
+    "PutEventsResponse",
 ]
 
 NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,62}$"
@@ -408,6 +418,116 @@ class RecipeInfo(_Model):
     optional_datasets: dict[str, list[str]] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(description="JSON schema (defaults, bounds, descriptions).")
     defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class _CampaignScaling(_Model):
+    min_replicas: int = Field(default=1, ge=1, le=100, description="Replicas always running.")
+    max_replicas: int = Field(default=1, ge=1, le=100, description="Autoscaling upper bound.")
+    max_ongoing_requests: int = Field(
+        default=32, ge=1, le=10_000, description="Requests a replica works on at once (batched)."
+    )
+    max_queued_requests: int = Field(
+        default=64, ge=0, le=100_000,
+        description="Requests waiting for a replica; beyond this the endpoint answers 429 at once.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _CampaignScaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below min_replicas "
+                             f"({self.min_replicas})")
+        return self
+
+
+class CampaignCreate(_CampaignScaling):
+    """Deploy a solution version as a live endpoint."""
+
+    name: ResourceName
+    solution: ResourceName
+    solution_version: ResourceName
+
+
+class CampaignUpdate(_Model):
+    """Switch versions (no downtime) or change scaling; omitted fields keep their value."""
+
+    solution: ResourceName | None = None
+    solution_version: ResourceName | None = None
+    min_replicas: int | None = Field(default=None, ge=1, le=100)
+    max_replicas: int | None = Field(default=None, ge=1, le=100)
+    max_ongoing_requests: int | None = Field(default=None, ge=1, le=10_000)
+    max_queued_requests: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class Campaign(_Resource):
+    dataset_group: str
+    solution: str
+    solution_version: str
+    recipe: str | None = None
+    min_replicas: int = 1
+    max_replicas: int = 1
+    max_ongoing_requests: int = 32
+    max_queued_requests: int = 64
+    endpoint: str | None = Field(default=None, description="URL of the recommendation API.")
+    pending_update: dict[str, Any] | None = Field(
+        default=None, description="An update being rolled out (the previous version serves meanwhile)."
+    )
+    last_update_failure: str | None = None
+
+
+ContextValue = str | int | float | bool
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class RecommendRequest(_Model):
+    user_id: ItemId
+    num_results: int = Field(default=25, ge=1, le=500)
+    context: dict[Annotated[str, StringConstraints(max_length=64)], ContextValue] = Field(
+        default_factory=dict, max_length=32,
+        description="Request context; 'timestamp' (epoch seconds) sets the request time.",
+    )
+    exclude_seen: bool = Field(default=True, description="Leave out items in the user's history.")
+
+
+class RankRequest(_Model):
+    user_id: ItemId
+    items: list[ItemId] = Field(min_length=1, max_length=500)
+    context: dict[Annotated[str, StringConstraints(max_length=64)], ContextValue] = Field(
+        default_factory=dict, max_length=32)
+
+
+class RecommendedItem(_Model):
+    item_id: str
+    score: float | None = Field(description="The model's score (None: an item it does not know).")
+
+
+class RecommendResponse(_Model):
+    model_config = ConfigDict(extra="ignore")
+    items: list[RecommendedItem]
+    solution_version: str
+    fallback: bool = Field(description="True when the user is unknown and popularity answered.")
+
+
+class Event(_Model):
+    item_id: ItemId
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="Deduplication key: an event id seen before is not stored again."
+    )
+    timestamp: float | None = Field(default=None, ge=0, le=32503680000,
+                                    description="Epoch seconds; the time of receipt when omitted.")
+    event_type: Annotated[str, StringConstraints(max_length=256)] | None = None
+    event_value: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class PutEventsRequest(_Model):
+    user_id: ItemId
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    events: list[Event] = Field(min_length=1, max_length=10)
+
+
+class PutEventsResponse(_Model):
+    model_config = ConfigDict(extra="ignore")
+    accepted: int
+    duplicates: int
 
 
 class ErrorBody(_Model):

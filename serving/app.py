@@ -26,6 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recipes import RECIPE_IDS, get_recipe
 from sdk.types import (
     NAME_PATTERN,
+    Campaign,
+    CampaignCreate,
+    CampaignUpdate,
     Dataset,
     DatasetCreate,
     DatasetGroup,
@@ -33,6 +36,8 @@ from sdk.types import (
     DatasetImportJob,
     DatasetImportJobCreate,
     DatasetKind,
+    PutEventsRequest,
+    PutEventsResponse,
     RecipeInfo,
     Solution,
     SolutionCreate,
@@ -40,9 +45,12 @@ from sdk.types import (
     SolutionVersionCreate,
     Status,
 )
+from serving.endpoints import endpoint_path
+from serving.events import EventsRefused
 from store import AlreadyExists, Keys, NotFound, Store, now_iso
 from store.snapshots import read_current
 from store.tenants import resolve_api_key
+from training_jobs.runner import JobRunner
 from training_jobs.solution_version import VersionFailed, check_trainable
 
 __all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker", "VersionSubmitter"]
@@ -133,6 +141,7 @@ def _no_training(tenant: str, group: str, solution: str, version: str) -> None:
 def create_app(store: Store, submit_import: JobSubmitter, *,
                submit_version: VersionSubmitter = _no_training,
                is_tracked: JobTracker = lambda key: True,
+               runner: JobRunner | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                upload_ttl_s: float = UPLOAD_TTL_S,
                stale_after_s: float = STALE_JOB_S) -> FastAPI:
@@ -142,6 +151,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         store: Where records and data live.
         submit_import: Starts an import job (e.g. as a Ray task).
         submit_version: Starts a solution version's training job.
+        runner: Deploys campaigns and holds event logs (default: events in this process, no
+            campaigns).
         is_tracked: Whether the runner still holds the submitted job of a record key; a
             pending job it does not hold will never run and is reported as failed.
         max_upload_bytes: Largest upload accepted.
@@ -153,6 +164,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     registry = store.registry
     app.state.store = store
     app.state.auth_cache = {}
+    ops = runner or JobRunner(store)
 
     # ---- errors: every failure is a typed JSON body, never an HTML page or a bare 500 ----
     @app.exception_handler(ApiError)
@@ -246,7 +258,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         _group(keys, group)
         kinds = [k.value for k in DatasetKind if store.backend.exists(keys.dataset_record(group, k.value))]
         solutions = [d["name"] for d in registry.list(keys.solutions(group), "/solution.json")]
-        children = [*kinds, *(f"solution {s}" for s in solutions)]
+        campaigns = [d["name"] for d in registry.list(keys.campaigns(group), ".json")]
+        children = [*kinds, *(f"solution {s}" for s in solutions), *(f"campaign {c}" for c in campaigns)]
         if children and not force:
             raise ApiError(409, "conflict",
                            f"dataset group {group!r} has datasets or solutions ({', '.join(children)}): "
@@ -254,6 +267,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         _refuse_if_importing(keys, group, None)
         _refuse_if_training(keys, group, None)
         # Children first, the group record last: a crash mid-way leaves a visible group to retry.
+        for campaign in campaigns:
+            _undeploy(keys, group, campaign)
+        store.backend.delete_prefix(keys.events(group))
         store.backend.delete_prefix(keys.solutions(group))
         store.backend.delete_prefix(f"{keys.group(group)}/datasets")
         store.backend.delete_prefix(keys.import_jobs(group))
@@ -514,6 +530,11 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         keys = Keys(t)
         _solution(keys, group, solution)
         _refuse_if_training(keys, group, solution)
+        users = [d["name"] for d in registry.list(keys.campaigns(group), ".json")
+                 if d["solution"] == solution or (d.get("pending_update") or {}).get("solution") == solution]
+        if users:
+            raise ApiError(409, "conflict", f"solution {solution!r} is deployed by campaign(s) "
+                                            f"{', '.join(users)}: delete or update them first")
         store.backend.delete_prefix(keys.versions(group, solution))
         store.backend.delete(keys.solution_record(group, solution))
         store.backend.delete_prefix(keys.solution(group, solution))
@@ -612,6 +633,146 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             raise ApiError(409, "conflict", f"solution version {version!r} is {doc['status']}: "
                                             f"only a version in training can be stopped")
         return _version_view(doc)
+
+    # ---- campaigns ----
+    def _campaign(keys: Keys, group: str, campaign: str) -> dict[str, Any]:
+        _group(keys, group)
+        try:
+            doc = registry.read(keys.campaign_record(group, campaign))
+        except NotFound:
+            raise _not_found(f"campaign {campaign!r}") from None
+        return _reap_campaign(keys, group, doc)
+
+    def _active_version(keys: Keys, group: str, solution: str, version: str) -> dict[str, Any]:
+        try:
+            registry.read(keys.solution_record(group, solution))
+        except NotFound:
+            raise ApiError(400, "invalid_input", f"solution: no solution {solution!r} in group "
+                                                 f"{group!r}", "solution") from None
+        try:
+            doc = registry.read(keys.version_record(group, solution, version))
+        except NotFound:
+            raise ApiError(400, "invalid_input", f"solution_version: no version {version!r} of "
+                                                 f"solution {solution!r}", "solution_version") from None
+        if doc["status"] != Status.ACTIVE.value:
+            raise ApiError(400, "invalid_input", f"solution_version: version {version!r} is "
+                                                 f"{doc['status']}, not ACTIVE", "solution_version")
+        return doc
+
+    def _campaign_view(doc: dict[str, Any]) -> dict[str, Any]:
+        return Campaign.model_validate(doc).model_dump(mode="json")
+
+    @app.post("/v1/dataset-groups/{group}/campaigns", response_model=Campaign, status_code=201,
+              tags=["campaigns"])
+    def create_campaign(group: Name, body: CampaignCreate, t: Tenant, response: Response,
+                        idem: IdemKey = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        version = _active_version(keys, group, body.solution, body.solution_version)
+        endpoint = f"{(ops.serve_url or '').rstrip('/')}{endpoint_path(t, group, body.name)}"
+        doc = {**body.model_dump(mode="json"), "dataset_group": group, "recipe": version["recipe"],
+               "status": Status.CREATE_PENDING.value, "endpoint": endpoint if ops.serve_url else None,
+               "pending_update": None}
+        key = keys.campaign_record(group, body.name)
+        doc = _create(key, doc, idem, f"campaign {body.name!r}", response)
+        if response.status_code == 201:
+            try:
+                ops.deploy_campaign(t, group, body.name)
+            except Exception as e:  # cannot deploy here: say so on the campaign
+                reason = f"could not deploy: {e}"
+                doc = registry.update(key, lambda d: {**d, "status": Status.CREATE_FAILED.value,
+                                                      "failure_reason": reason, "updated_at": now_iso()})
+        return _campaign_view(doc)
+
+    @app.get("/v1/dataset-groups/{group}/campaigns", tags=["campaigns"])
+    def list_campaigns(group: Name, t: Tenant,
+                       max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
+                       next_token: Annotated[str | None, Query(max_length=63)] = None) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        docs = [_reap_campaign(keys, group, d) for d in registry.list(keys.campaigns(group), ".json")]
+        page = _page(docs, max_results, next_token)
+        page["items"] = [_campaign_view(d) for d in page["items"]]
+        return page
+
+    @app.get("/v1/dataset-groups/{group}/campaigns/{campaign}", response_model=Campaign,
+             tags=["campaigns"])
+    def get_campaign(group: Name, campaign: Name, t: Tenant) -> dict[str, Any]:
+        return _campaign(Keys(t), group, campaign)
+
+    @app.patch("/v1/dataset-groups/{group}/campaigns/{campaign}", response_model=Campaign,
+               tags=["campaigns"])
+    def update_campaign(group: Name, campaign: Name, body: CampaignUpdate, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        doc = _campaign(keys, group, campaign)
+        change = body.model_dump(exclude_none=True)
+        if not change:
+            raise ApiError(400, "invalid_input", "nothing to update: give solution_version or a "
+                                                 "scaling field")
+        target = {**doc, **change}
+        if "solution_version" in change or "solution" in change:
+            version = _active_version(keys, group, target["solution"], target["solution_version"])
+            target["recipe"] = version["recipe"]
+        try:
+            CampaignCreate.model_validate({k: target[k] for k in CampaignCreate.model_fields})
+        except ValidationError as e:
+            raise ApiError(400, "invalid_input", e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        update = {k: target[k] for k in (*change, "recipe") if k in target}
+
+        def start(d: dict[str, Any]) -> dict[str, Any]:
+            if d["status"] != Status.ACTIVE.value or d.get("pending_update"):
+                raise ApiError(409, "conflict", f"campaign {campaign!r} is {d['status']}"
+                               + (" with an update rolling out" if d.get("pending_update") else "")
+                               + ": wait for it to be ACTIVE")
+            return {**d, "pending_update": update, "updated_at": now_iso()}
+
+        doc = registry.update(keys.campaign_record(group, campaign), start)
+        ops.deploy_campaign(t, group, campaign)
+        return _campaign_view(doc)
+
+    @app.delete("/v1/dataset-groups/{group}/campaigns/{campaign}", status_code=204, tags=["campaigns"])
+    def delete_campaign(group: Name, campaign: Name, t: Tenant) -> Response:
+        keys = Keys(t)
+        _campaign(keys, group, campaign)
+        _undeploy(keys, group, campaign)
+        return Response(status_code=204)
+
+    def _undeploy(keys: Keys, group: str, campaign: str) -> None:
+        key = keys.campaign_record(group, campaign)
+        registry.update(key, lambda d: {**d, "status": Status.DELETE_IN_PROGRESS.value,
+                                        "updated_at": now_iso()})
+        try:
+            ops.delete_campaign(keys.tenant, group, campaign)
+        except RuntimeError:
+            pass  # never deployed: this control plane has no Serve
+        store.backend.delete(key)
+
+    def _reap_campaign(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """A campaign deploying with no deployment in flight (the platform restarted) failed."""
+        key = keys.campaign_record(group, doc["name"])
+        age = (datetime.now(UTC) - datetime.fromisoformat(doc["updated_at"])).total_seconds()
+        if doc["status"] not in _RUNNING or age < _SUBMIT_GRACE_S or is_tracked(key):
+            return doc
+
+        def fail(d: dict[str, Any]) -> dict[str, Any] | None:
+            if d["updated_at"] != doc["updated_at"]:
+                return None
+            return {**d, "status": Status.CREATE_FAILED.value, "updated_at": now_iso(),
+                    "failure_reason": "the deployment stopped (the platform restarted); create it again"}
+
+        return registry.update(key, fail)
+
+    # ---- real-time events ----
+    @app.post("/v1/dataset-groups/{group}/events", response_model=PutEventsResponse, tags=["events"])
+    def put_events(group: Name, body: PutEventsRequest, t: Tenant) -> dict[str, Any]:
+        keys = Keys(t)
+        _group(keys, group)
+        events = [e.model_dump(mode="json") for e in body.events]
+        try:
+            return ops.event_log(t, group).put(body.user_id, body.session_id, events)
+        except EventsRefused as e:
+            field = str(e).split(":", 1)[0] if str(e).startswith("events[") else None
+            raise ApiError(400, "invalid_input", str(e), field) from None
 
     def _reap_version(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
         """End a dead version: a training job beats every few seconds; a pending or stopping

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,17 +24,24 @@ __all__ = ["build_app", "main"]
 
 
 def build_app(store_uri: str | None = None, executor: str = "ray",
-              ray_address: str | None = None) -> FastAPI:
-    """The control plane with its job runner; the runner stops with the app."""
+              ray_address: str | None = None, serve_port: int | None = None,
+              serve_url: str | None = None, recover: bool = True) -> FastAPI:
+    """The control plane with its job runner; the runner stops with the app.
+
+    On start (when `recover`), events acknowledged before a restart are flushed and live
+    campaigns are deployed again, in the background.
+    """
     store = Store(StoreConfig.from_env(store_uri))
-    runner = make_runner(store, executor, ray_address)
+    runner = make_runner(store, executor, ray_address, serve_port=serve_port, serve_url=serve_url)
     app = create_app(store, runner.submit_import, submit_version=runner.submit_version,
-                     is_tracked=runner.is_tracked)
+                     is_tracked=runner.is_tracked, runner=runner)
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
+            if recover:
+                threading.Thread(target=runner.recover, daemon=True, name="recover").start()
             try:
                 yield state
             finally:
@@ -54,9 +62,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--executor", choices=["ray", "thread"], default="ray")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster; default: local")
+    p.add_argument("--serve-port", type=int, default=8000, help="port of Ray Serve's HTTP proxy")
+    p.add_argument("--serve-url", default=None,
+                   help="public URL of the Serve proxy (default http://127.0.0.1:SERVE_PORT)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = build_app(a.store, a.executor, a.ray_address)
+    app = build_app(a.store, a.executor, a.ray_address, serve_port=a.serve_port, serve_url=a.serve_url)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", timeout_graceful_shutdown=5)
 
 

@@ -109,10 +109,32 @@ class Keys:
     def version_record(self, group: str, solution: str, version: str) -> str:
         return f"{self.version(group, solution, version)}/version.json"
 
+    def campaigns(self, group: str) -> str:
+        return f"{self.group(group)}/campaigns"
+
+    def campaign_record(self, group: str, campaign: str) -> str:
+        return f"{self.campaigns(group)}/{validate_name(campaign, 'campaign')}.json"
+
+    def events(self, group: str) -> str:
+        """Real-time events: `wal/{h}.json` until flushed, `done/{h}` after (h: 32 hex)."""
+        return f"{self.group(group)}/events"
+
+    def event_wal(self, group: str, event_hash: str) -> str:
+        return f"{self.events(group)}/wal/{_hex32(event_hash)}.json"
+
+    def event_done(self, group: str, event_hash: str) -> str:
+        return f"{self.events(group)}/done/{_hex32(event_hash)}"
+
     def upload(self, upload_id: str) -> str:
         if not re.fullmatch(r"[a-f0-9]{32}", upload_id):
             raise ValueError(f"invalid upload id {upload_id!r}")
         return f"{self.root}/uploads/{upload_id}"
+
+
+def _hex32(value: str) -> str:
+    if not re.fullmatch(r"[a-f0-9]{32}", value):
+        raise ValueError(f"invalid event hash {value!r}")
+    return value
 
 
 @dataclass

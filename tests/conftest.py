@@ -113,7 +113,7 @@ def start_platform(store_uri: str, executor: str) -> tuple[Platform, object, thr
     from store import Store, StoreConfig
     from store.tenants import create_tenant
 
-    app = build_app(store_uri, executor)
+    app = build_app(store_uri, executor, serve_port=free_port())
     registry = Store(StoreConfig.from_env(store_uri)).registry
     key_a = create_tenant(registry, "tenant-a")
     key_b = create_tenant(registry, "tenant-b")

@@ -47,6 +47,45 @@ class JobRunner:
     def _submit(self, key: str, task: Any, *args: str) -> None:
         raise NotImplementedError
 
+    # Campaigns and events: implemented by runners that have Serve (RayJobRunner).
+    serve_url: str | None = None
+
+    def deploy_campaign(self, tenant: str, group: str, campaign: str) -> None:
+        raise RuntimeError("campaigns run on Ray Serve: start the platform with the Ray executor")
+
+    def delete_campaign(self, tenant: str, group: str, campaign: str) -> None:
+        raise RuntimeError("campaigns run on Ray Serve: start the platform with the Ray executor")
+
+    def event_log(self, tenant: str, group: str) -> Any:
+        """An object with put(user_id, session_id, events) and recent(user_ids)."""
+        from serving.events import EventLog
+
+        with self._held_lock:
+            logs = self.__dict__.setdefault("_event_logs", {})
+            if (tenant, group) not in logs:
+                logs[(tenant, group)] = EventLog(self.store.config.as_dict(), tenant, group)
+            return logs[(tenant, group)]
+
+    def recover(self) -> None:
+        """After a restart: flush events acknowledged before it, redeploy live campaigns."""
+        from store.tenants import list_tenants
+
+        for tenant in list_tenants(self.store.registry):
+            keys = Keys(tenant)
+            for doc in self.store.registry.list(keys.groups(), "/group.json"):
+                group = doc["name"]
+                if any(True for _ in self.store.backend.list(f"{keys.events(group)}/wal")):
+                    try:
+                        self.event_log(tenant, group)
+                    except Exception:
+                        log.exception("could not recover the events of %s/%s", tenant, group)
+                for c in self.store.registry.list(keys.campaigns(group), ".json"):
+                    if c["status"] == Status.ACTIVE.value or c.get("pending_update"):
+                        try:
+                            self.deploy_campaign(tenant, group, c["name"])
+                        except RuntimeError:
+                            return  # this runner has no Serve
+
     def is_tracked(self, key: str) -> bool:
         """Whether this runner holds the job of record `key` (submitted, not finished)."""
         with self._held_lock:
@@ -106,8 +145,13 @@ class RayJobRunner(JobRunner):
     """Runs each job as a Ray task. `address=None` starts a local cluster on first use."""
 
     def __init__(self, store: Store, address: str | None = None, num_cpus: int | None = None,
-                 object_store_mb: int = 256) -> None:
+                 object_store_mb: int = 256, serve_host: str = "127.0.0.1", serve_port: int = 8000,
+                 serve_url: str | None = None) -> None:
         super().__init__(store)
+        self.serve_host, self.serve_port = serve_host, serve_port
+        self.serve_url = serve_url or f"http://{serve_host}:{serve_port}"
+        self._serve_started = False
+        self._campaign_locks: dict[str, threading.Lock] = {}
         self.address = address
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
@@ -163,6 +207,78 @@ class RayJobRunner(JobRunner):
         finally:
             self._release(key)
 
+    # --- campaigns --------------------------------------------------------------------------
+    def _ensure_serve(self) -> None:
+        self._ensure_ray(import_task)
+        with self._lock:
+            if not self._serve_started:
+                from serving.campaign import ensure_serve
+
+                ensure_serve(self.serve_host, self.serve_port)
+                self._serve_started = True
+
+    def deploy_campaign(self, tenant: str, group: str, campaign: str) -> None:
+        """Deploy (or update) in the background; the record says how it went."""
+        key = Keys(tenant).campaign_record(group, campaign)
+        self._hold(key)
+        threading.Thread(target=self._deploy, args=(tenant, group, campaign, key), daemon=True,
+                         name=f"deploy-{campaign}").start()
+
+    def _deploy(self, tenant: str, group: str, campaign: str, key: str) -> None:
+        from serving.campaign import deploy
+
+        registry = self.store.registry
+        lock = self._campaign_locks.setdefault(key, threading.Lock())
+        try:
+            with lock:  # one rollout per campaign at a time
+                doc = registry.read(key)
+                target = {**doc, **(doc.get("pending_update") or {})}
+                if doc["status"] == Status.CREATE_PENDING.value:
+                    registry.update(key, lambda d: {**d, "status": Status.CREATE_IN_PROGRESS.value,
+                                                    "updated_at": now_iso()})
+                try:
+                    self._ensure_serve()
+                    deploy(self.store.config.as_dict(), tenant, group, target)
+                except Exception as e:  # noqa: BLE001 - reported on the campaign
+                    log.warning("deploying campaign %s failed: %r", key, e)
+                    reason = f"deployment failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+
+                    def failed(d: dict[str, Any]) -> dict[str, Any]:
+                        if d.get("pending_update") and d["status"] == Status.ACTIVE.value:
+                            return {**d, "pending_update": None, "last_update_failure": reason,
+                                    "updated_at": now_iso()}
+                        return {**d, "status": Status.CREATE_FAILED.value, "failure_reason": reason,
+                                "updated_at": now_iso()}
+
+                    registry.update(key, failed)
+                    return
+                fields = {k: target[k] for k in ("solution", "solution_version", "recipe", "min_replicas",
+                                                 "max_replicas", "max_ongoing_requests",
+                                                 "max_queued_requests") if k in target}
+                registry.update(key, lambda d: {**d, **fields, "status": Status.ACTIVE.value,
+                                                "pending_update": None, "last_update_failure": None,
+                                                "updated_at": now_iso()})
+        except NotFound:
+            pass  # deleted meanwhile
+        finally:
+            self._release(key)
+
+    def delete_campaign(self, tenant: str, group: str, campaign: str) -> None:
+        """Remove the campaign's application (blocks until it is gone)."""
+        from serving.campaign import undeploy
+
+        self._ensure_serve()
+        key = Keys(tenant).campaign_record(group, campaign)
+        with self._campaign_locks.setdefault(key, threading.Lock()):
+            undeploy(tenant, group, campaign)
+
+    # --- events -------------------------------------------------------------------------------
+    def event_log(self, tenant: str, group: str) -> Any:
+        from serving.events import event_log_actor
+
+        self._ensure_ray(import_task)
+        return _ActorLog(event_log_actor(self.store.config.as_dict(), tenant, group))
+
     def shutdown(self) -> None:
         import ray
 
@@ -170,9 +286,32 @@ class RayJobRunner(JobRunner):
             ray.shutdown()
 
 
-def make_runner(store: Store, executor: str = "ray", address: str | None = None) -> JobRunner:
+class _ActorLog:
+    """An EventLog actor behind the EventLog interface (calls block until answered)."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def put(self, user_id: str, session_id: str, events: list[dict[str, Any]]) -> dict[str, int]:
+        import ray
+
+        return ray.get(self.handle.put.remote(user_id, session_id, events))
+
+    def recent(self, user_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+        import ray
+
+        return ray.get(self.handle.recent.remote(user_ids))
+
+    def flush(self) -> int:
+        import ray
+
+        return ray.get(self.handle.flush.remote())
+
+
+def make_runner(store: Store, executor: str = "ray", address: str | None = None,
+                serve_port: int | None = None, serve_url: str | None = None) -> JobRunner:
     if executor == "ray":
-        return RayJobRunner(store, address=address)
+        return RayJobRunner(store, address=address, serve_port=serve_port or 8000, serve_url=serve_url)
     if executor == "thread":
         return ThreadJobRunner(store)
     raise ValueError(f"unknown executor {executor!r}: use 'ray' or 'thread'")

@@ -1,0 +1,339 @@
+"""Campaigns on Ray Serve: one application per campaign, one generic deployment per application.
+
+The deployment (`CampaignServer`) is its own ingress: a plain ASGI request handler, no FastAPI
+and no second deployment in the path (client → Serve proxy → replica). A replica:
+
+- copies the solution version's artifact out of the store and loads the recipe's predictor;
+- loads each user's latest interactions from the dataset's current snapshot (the history the
+  model reads at request time) and the training popularity (the unknown-user fallback);
+- authenticates every request by its API key (cached) and answers 404 to any other tenant;
+- validates the body with the contract's models (`sdk.types.RecommendRequest`, `RankRequest`):
+  a bad request is a 4xx naming the field, never a 5xx;
+- merges the user's real-time events (the group's `serving.events.EventLog` actor) into the
+  history, so the next answer reflects them (HRNN-meta re-runs its GRU over them);
+- scores concurrent requests together (`serve.batch`): one GRU pass per batch.
+
+Overload: `max_ongoing_requests` per replica and `max_queued_requests` beyond which Serve answers
+429 at once instead of queueing without bound. Updates start the new replicas before stopping
+the old ones (`max_surge_percent=100`), so a version switch drops no request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+from pydantic import ValidationError
+from ray import serve
+
+from recipes import get_recipe
+from recipes.base import ARTIFACT_FILES
+from sdk.types import RankRequest, RecommendRequest, Role, Schema
+from store import Keys, Store, StoreConfig
+from store.snapshots import open_snapshot, read_current
+from store.tenants import resolve_api_key
+
+from .endpoints import app_name, endpoint_path
+
+__all__ = ["CampaignServer", "NotFoundApp", "deploy", "undeploy", "ensure_serve", "MAX_BODY_BYTES"]
+
+log = logging.getLogger("tagrec.campaigns")
+
+MAX_BODY_BYTES = 64 << 10
+_AUTH_CACHE_S = 30.0
+NOT_FOUND = json.dumps({"error": {"type": "not_found", "message": "campaign not found",
+                                  "field": None}}).encode()
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import Response
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return Response(data, status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(status: int, type_: str, message: str, field: str | None = None) -> Any:
+    return _json(status, {"error": {"type": type_, "message": message, "field": field}})
+
+
+class _Histories:
+    """Each user's latest events from an interactions snapshot, in flat arrays (no per-user
+    Python objects): (item, seconds, event_type, event_value), oldest first."""
+
+    def __init__(self, table: pa.Table, schema: Schema, keep: int) -> None:
+        col = {r: (f.name if (f := schema.field_for(r)) else None)
+               for r in (Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE)}
+        n = table.num_rows
+        users = table.column(col[Role.USER_ID]).combine_chunks() if n else pa.array([], pa.string())
+        secs = (table.column(col[Role.TIMESTAMP]).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+                .to_numpy() / 1000.0) if n else np.zeros(0)
+        codes = pc.dictionary_encode(users) if n else None
+        ucode = codes.indices.to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
+        order = np.lexsort((secs, ucode))
+        su = ucode[order]
+        counts = np.bincount(su, minlength=len(codes.dictionary) if n else 0)
+        ends = np.cumsum(counts)
+        starts = np.maximum(ends - keep, ends - counts)  # the last `keep` of each user
+        pos = np.arange(n) - np.repeat(ends - counts, counts)
+        keep_mask = pos >= np.repeat(starts - (ends - counts), counts)
+        rows = order[keep_mask]
+        kept = np.bincount(su[keep_mask], minlength=len(counts))
+        offsets = np.concatenate(([0], np.cumsum(kept)))
+        self.index = {u: i for i, u in enumerate(codes.dictionary.to_pylist())} if n else {}
+        self.offsets = offsets
+        take = pa.array(rows)
+        self.items = table.column(col[Role.ITEM_ID]).take(take).to_numpy(zero_copy_only=False)
+        self.secs = secs[rows]
+        self.types = (table.column(col[Role.EVENT_TYPE]).take(take).to_numpy(zero_copy_only=False)
+                      if col[Role.EVENT_TYPE] else np.full(len(rows), None, object))
+        self.values = (table.column(col[Role.EVENT_VALUE]).take(take).to_numpy(zero_copy_only=False)
+                       if col[Role.EVENT_VALUE] else np.full(len(rows), None, object))
+
+    def get(self, user: str) -> list[tuple[Any, ...]]:
+        i = self.index.get(user)
+        if i is None:
+            return []
+        lo, hi = self.offsets[i], self.offsets[i + 1]
+        return list(zip(self.items[lo:hi].tolist(), self.secs[lo:hi].tolist(),
+                        self.types[lo:hi].tolist(), self.values[lo:hi].tolist()))
+
+
+class CampaignServer:
+    """One replica of a campaign (wrapped by `serve.deployment` in `deploy`)."""
+
+    def __init__(self, store_config: dict[str, Any], tenant: str, group: str, campaign: str,
+                 solution: str, version: str) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        self.store = Store(StoreConfig(**store_config))
+        self.tenant, self.group, self.campaign, self.version = tenant, group, campaign, version
+        keys = Keys(tenant)
+        prefix = f"{keys.version(group, solution, version)}/model"
+        self._dir = Path(tempfile.mkdtemp(prefix="tagrec-campaign-"))
+        pafs.copy_files(self.store.backend.path(prefix), str(self._dir / "model"),
+                        source_filesystem=self.store.backend.filesystem,
+                        destination_filesystem=pafs.LocalFileSystem())
+        meta = json.loads((self._dir / "model" / ARTIFACT_FILES["recipe"]).read_text())
+        self.predictor = get_recipe(meta["recipe"]).predictor_cls.load(self._dir / "model")
+        keep = getattr(self.predictor, "max_history", 64)
+        manifest = read_current(self.store.backend, keys, group, "interactions")
+        schema = Schema.model_validate(self.store.registry.read(
+            keys.dataset_record(group, "interactions"))["schema"])
+        table = open_snapshot(self.store.backend, manifest).to_table() if manifest else \
+            pa.table({f.name: pa.array([], pa.string()) for f in schema.fields})
+        self.histories = _Histories(table, schema, keep)
+        self.snapshot = manifest.snapshot_id if manifest else None
+        freq = np.asarray(self.predictor.featurizer.item_freq, np.float64)
+        ids = np.array(["", ""] + list(self.predictor.featurizer.item_ids), dtype=object)
+        order = np.argsort(-freq, kind="stable")
+        order = order[freq[order] > 0]
+        self.popular = list(zip(ids[order].tolist(), freq[order].tolist()))
+        self._auth: dict[str, tuple[str | None, float]] = {}
+        self._events: Any = None
+        self._events_checked = 0.0
+        log.info("campaign %s/%s/%s serving %s (%d users with history)", tenant, group, campaign,
+                 version, len(self.histories.index))
+
+    # --- request handling --------------------------------------------------------------------
+    async def __call__(self, request: Any) -> Any:
+        path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        if request.method == "GET" and path == "healthz":
+            return _json(200, {"status": "ok", "solution_version": self.version})
+        tenant = self._tenant(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        if tenant is None:
+            return _error(401, "unauthenticated", "missing or invalid API key: send "
+                                                  "'Authorization: Bearer <api key>'")
+        if tenant != self.tenant:
+            return _json(404, NOT_FOUND)  # the same answer as a campaign that does not exist
+        if request.method != "POST" or path not in ("recommend", "rank"):
+            return _error(404, "not_found", "no such route: POST .../recommend or .../rank")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
+        model = RecommendRequest if path == "recommend" else RankRequest
+        try:
+            req = model.model_validate_json(body)
+        except ValidationError as e:
+            return _validation_error(e)
+        result = await self._answer(path, req)
+        return _json(200, result)
+
+    def _tenant(self, authorization: str | None, x_api_key: str | None) -> str | None:
+        key = x_api_key
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            key = value.strip() if scheme.lower() == "bearer" else None
+        if not key:
+            return None
+        hit = self._auth.get(key)
+        now = time.monotonic()
+        if hit and hit[1] > now:
+            return hit[0]
+        tenant = resolve_api_key(self.store.registry, key)
+        if len(self._auth) > 10_000:
+            self._auth.clear()
+        self._auth[key] = (tenant, now + _AUTH_CACHE_S)
+        return tenant
+
+    async def _answer(self, kind: str, req: Any) -> dict[str, Any]:
+        return await self._batched((kind, req))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    async def _batched(self, inputs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        recent = await self._recent([req.user_id for _, req in inputs])
+        return self._score_batch(inputs, recent)
+
+    async def _recent(self, users: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Real-time events of these users from the group's event log (if it exists)."""
+        import asyncio
+
+        import ray
+
+        if self._events is None and time.monotonic() - self._events_checked > 0.5:
+            self._events_checked = time.monotonic()
+            try:
+                self._events = ray.get_actor(f"events:{self.tenant}:{self.group}", namespace="tagrec")
+            except ValueError:
+                return {}
+        if self._events is None:
+            return {}
+        try:
+            return await asyncio.wait_for(self._events.recent.remote(users), timeout=2.0)
+        except Exception:  # the log restarting: answer from the snapshot history
+            log.warning("could not read recent events", exc_info=True)
+            self._events = None
+            return {}
+
+    def _history(self, user: str, recent: dict[str, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+        history = self.histories.get(user)
+        extra = recent.get(user)
+        if extra:
+            seen = {(e[0], e[1]) for e in history}
+            history = sorted(history + [e for e in extra if (e[0], e[1]) not in seen],
+                             key=lambda e: e[1])
+        return history
+
+    def _score_batch(self, inputs: list[tuple[str, Any]],
+                     recent: dict[str, list[tuple[Any, ...]]]) -> list[dict[str, Any]]:
+        users = [req.user_id for _, req in inputs]
+        histories = [self._history(u, recent) for u in users]
+        out: list[dict[str, Any] | None] = [None] * len(inputs)
+        known = [i for i, h in enumerate(histories) if h]
+        for i, h in enumerate(histories):
+            if not h:
+                out[i] = self._fallback(*inputs[i])
+        if known:
+            now = time.time()
+            times = [float(inputs[i][1].context.get("timestamp", now)) for i in known]
+            answers = self.predictor.recommend_batch(
+                [histories[i] for i in known], user_ids=[users[i] for i in known], request_times=times,
+                num_results=[_want(*inputs[i]) for i in known],
+                exclude=[_exclude(inputs[i], histories[i]) for i in known],
+                candidates=[inputs[i][1].items if inputs[i][0] == "rank" else None for i in known])
+            for i, recs in zip(known, answers):
+                kind, req = inputs[i]
+                items = [{"item_id": r.item_id, "score": r.score} for r in recs]
+                if kind == "rank":  # items the model does not know go last, in the given order
+                    ranked = {r.item_id for r in recs}
+                    items += [{"item_id": it, "score": None} for it in dict.fromkeys(req.items)
+                              if it not in ranked]
+                out[i] = {"items": items, "solution_version": self.version, "fallback": False}
+        return out  # type: ignore[return-value]
+
+    def _fallback(self, kind: str, req: Any) -> dict[str, Any]:
+        """Popularity (training counts) for a user with no history."""
+        if kind == "rank":
+            score = dict(self.popular)
+            given = list(dict.fromkeys(req.items))
+            items = sorted(given, key=lambda it: -score.get(it, -1.0))
+            ranked = [{"item_id": it, "score": score.get(it)} for it in items]
+        else:
+            ranked = [{"item_id": it, "score": s} for it, s in self.popular[:req.num_results]]
+        return {"items": ranked, "solution_version": self.version, "fallback": True}
+
+    def __del__(self) -> None:
+        shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
+
+
+def _want(kind: str, req: Any) -> int:
+    return len(set(req.items)) if kind == "rank" else req.num_results
+
+
+def _exclude(inp: tuple[str, Any], history: list[tuple[Any, ...]]) -> set[str]:
+    kind, req = inp
+    if kind == "recommend" and req.exclude_seen:
+        return {str(e[0]) for e in history}
+    return set()
+
+
+def _validation_error(e: ValidationError) -> Any:
+    first = e.errors()[0]
+    if first.get("type") == "json_invalid":
+        return _error(400, "invalid_json", f"request body is not valid JSON: {first.get('msg')}")
+    field = ".".join(str(p) for p in first.get("loc", ())) or None
+    given = first.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
+    return _error(400, "invalid_input", f"{field or 'request'}: {first.get('msg')}{shown}", field)
+
+
+class NotFoundApp:
+    """Answers every path no campaign owns (e.g. a deleted one) with the campaign 404."""
+
+    async def __call__(self, request: Any) -> Any:
+        return _json(404, NOT_FOUND)
+
+
+def ensure_serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Start Serve's HTTP proxy (idempotent) and the catch-all 404 app at "/"."""
+    serve.start(http_options={"host": host, "port": port})
+    if "tagrec-not-found" not in serve.status().applications:
+        serve.run(serve.deployment(NotFoundApp, name="not-found", num_replicas=1,
+                                   ray_actor_options={"num_cpus": 0}).bind(),
+                  name="tagrec-not-found", route_prefix="/")
+
+
+def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict[str, Any], *,
+           replica_cpus: float = 0.25) -> None:
+    """Deploy or update a campaign's application; returns once the new replicas are healthy
+    (raises if they cannot start)."""
+    from ray.serve.config import BackpressureConfig
+
+    options: dict[str, Any] = {
+        "name": "CampaignServer",
+        "max_ongoing_requests": campaign["max_ongoing_requests"],
+        "max_queued_requests": campaign["max_queued_requests"],
+        "backpressure_config": BackpressureConfig(status_code=429, retry_after_s=1),
+        "ray_actor_options": {"num_cpus": replica_cpus},
+        "max_surge_percent": 100,
+        "health_check_period_s": 2,
+        "max_constructor_retry_count": 3,
+    }
+    if campaign["max_replicas"] > campaign["min_replicas"]:
+        target = max(2, campaign["max_ongoing_requests"] // 2)
+        options["autoscaling_config"] = {"min_replicas": campaign["min_replicas"],
+                                         "max_replicas": campaign["max_replicas"],
+                                         "target_ongoing_requests": target}
+    else:
+        options["num_replicas"] = campaign["min_replicas"]
+    app = serve.deployment(CampaignServer, **options).bind(store_config, tenant, group, campaign["name"],
+                                                   campaign["solution"], campaign["solution_version"])
+    serve.run(app, name=app_name(tenant, group, campaign["name"]),
+              route_prefix=endpoint_path(tenant, group, campaign["name"]))
+
+
+def undeploy(tenant: str, group: str, campaign: str) -> None:
+    serve.delete(app_name(tenant, group, campaign))
+
