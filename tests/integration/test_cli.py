@@ -92,13 +92,69 @@ def test_import_file_with_schema_then_failure(env: dict[str, str], tmp_path: Pat
     run(env, "dataset-groups", "delete", "cli-g", "--force")
 
 
-def test_quickstart_json(env: dict[str, str]) -> None:
-    result = json.loads(run(env, "-o", "json", "quickstart", "--group", "qs").stdout)
-    assert result["datasets"]["interactions"]["rows"] == 20_000
-    assert set(result["datasets"]) == {"interactions", "items", "users"}
-    assert result["timings"]["import_s"] > 0
-    groups = json.loads(run(env, "-o", "json", "dataset-groups", "list").stdout)
-    assert "qs" not in [g["name"] for g in groups]  # cleaned up
+def test_quickstart_imports_then_needs_ray_to_train(env: dict[str, str]) -> None:
+    """The quickstart trains a version, and training runs on Ray: on this thread-executor
+    platform it imports the data, then stops with a one-line error saying so (training with
+    metrics is tested on Ray in test_versions_ray.py)."""
+    proc = run(env, "-o", "json", "quickstart", "--group", "qs", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "training runs on Ray" in proc.stderr
+    datasets = json.loads(run(env, "-o", "json", "datasets", "list", "-g", "qs").stdout)
+    rows = {d["kind"]: d["row_count"] for d in datasets}
+    assert set(rows) == {"interactions", "items", "users"} and rows["interactions"] == 20_000
+    versions = json.loads(run(env, "-o", "json", "versions", "list", "-g", "qs",
+                              "-s", "quickstart").stdout)
+    assert [v["status"] for v in versions] == ["CREATE_FAILED"]
+    run(env, "dataset-groups", "delete", "qs", "--force")
+
+
+def test_recipes(env: dict[str, str]) -> None:
+    recipes = json.loads(run(env, "-o", "json", "recipes", "list").stdout)
+    assert [r["id"] for r in recipes] == ["hrnn-meta"]
+    info = json.loads(run(env, "-o", "json", "recipes", "describe", "hrnn-meta").stdout)
+    assert info["required_datasets"] == {"interactions": ["USER_ID", "ITEM_ID", "TIMESTAMP"]}
+    assert (info["defaults"]["hidden_size"], info["defaults"]["bptt"]) == (43, 32)
+    table = run(env, "recipes", "describe", "hrnn-meta").stdout
+    assert "hidden_size" in table and "43" in table and "GRU hidden-state size" in table
+    missing = run(env, "recipes", "describe", "gru4rec", check=False)
+    assert missing.returncode != 0 and "not found" in missing.stderr and "hrnn-meta" in missing.stderr
+
+
+def test_solutions_and_their_errors(env: dict[str, str]) -> None:
+    run(env, "dataset-groups", "create", "sol-g")
+    create = ("solutions", "create", "-g", "sol-g", "-n")
+    sol = json.loads(run(env, "-o", "json", *create, "s1", "-r", "hrnn-meta", "--set", "epochs=2",
+                         "--set", "trend_bias=true", "--set", "lambda_sampling=fixed",
+                         "--workers", "2").stdout)
+    assert (sol["name"], sol["recipe"], sol["status"]) == ("s1", "hrnn-meta", "ACTIVE")
+    hp = sol["hyperparameters"]
+    assert (hp["epochs"], hp["trend_bias"], hp["lambda_sampling"], hp["hidden_size"]) == \
+        (2, True, "fixed", 43)
+    assert sol["scaling"]["workers"] == 2
+
+    for args, names in ((["-r", "hrnn-meta", "--set", "epochs=0"], "hyperparameters.epochs"),
+                        (["-r", "hrnn-meta", "--set", "hidden_sz=3"], "hyperparameters.hidden_sz"),
+                        (["-r", "hrnn-meta", "--workers", "0"], "scaling.workers"),
+                        (["-r", "gru4rec"], "recipe"),
+                        (["-r", "hrnn-meta", "--set", "epochs"], "KEY=VALUE")):
+        bad = run(env, *create, "s2", *args, check=False)
+        assert bad.returncode != 0, (args, bad.stdout)
+        assert bad.stderr.strip().count("\n") == 0, bad.stderr  # one line
+        assert names in bad.stderr, (args, bad.stderr)
+    listed = json.loads(run(env, "-o", "json", "solutions", "list", "-g", "sol-g").stdout)
+    assert [s["name"] for s in listed] == ["s1"]
+
+    refused = run(env, "versions", "create", "-g", "sol-g", "-s", "s1", check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert "insufficient_data" in refused.stderr and "interactions dataset" in refused.stderr
+    assert json.loads(run(env, "-o", "json", "versions", "list", "-g", "sol-g", "-s", "s1").stdout) == []
+
+    busy = run(env, "dataset-groups", "delete", "sol-g", check=False)
+    assert busy.returncode != 0 and "solution s1" in busy.stderr and "force" in busy.stderr
+    run(env, "solutions", "delete", "-g", "sol-g", "s1")
+    run(env, "dataset-groups", "delete", "sol-g")
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "movielens-latest-small").exists(),

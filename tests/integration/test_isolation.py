@@ -2,13 +2,21 @@
 
 1. Tenant isolation: every endpoint x every kind of credential (own key, another tenant's key,
    no key, a forged key, a malformed header). Another tenant's 404 is byte-for-byte the 404 of a
-   name that exists nowhere; denied requests write nothing. A test pins the matrix to the app's
-   routes, so a new endpoint without a matrix entry fails.
-2. Names: hostile group/kind/job path segments and body names are refused with a 4xx and never
-   reach the store (the store folder holds only `tenants/tenant-{a,b}/...` and `system/...`).
+   name that exists nowhere; denied requests write nothing. Recipes are global (every tenant sees
+   the same ones) but still need a valid key. A test pins the matrix to the app's routes, so a new
+   endpoint without a matrix entry fails.
+2. Names: hostile group/kind/job/solution/version/recipe path segments and body names are refused
+   with a 4xx and never reach the store (the store folder holds only `tenants/tenant-{a,b}/...`
+   and `system/...`).
 3. Request validation: malformed bodies are a 4xx with the `{"error": {...}}` body, naming the
-   offending field.
-4. Duplicates: 409 on a second create, exactly one winner under a race, idempotent retries.
+   offending field (for a solution's hyperparameters: `hyperparameters.<key>`).
+4. Duplicates: 409 on a second create, exactly one winner under a race, idempotent retries (a
+   version's Idempotency-Key names the version: retries find it instead of training again).
+
+Solution versions: the `platform` fixture runs jobs on threads, where training cannot start (it
+runs on Ray), so a version created here ends CREATE_FAILED at once with a reason saying so; that
+is a real version record, enough to address it. The one version that must still be training (to
+be stopped) is such a version set back to CREATE_IN_PROGRESS in the store, as a Ray job holds it.
 
 Requests are raw httpx, or raw httpcore where a path must reach the server un-normalised
 (httpx removes `..` segments), so each test sends exactly what it says.
@@ -34,15 +42,22 @@ import httpx
 import pytest
 
 from serving.app import create_app
-from store import Store, StoreConfig
+from store import Keys, Store, StoreConfig, now_iso
 from tests.conftest import INTERACTIONS_SCHEMA, Platform, unique
 
 pytestmark = pytest.mark.integration
 
 G = "/v1/dataset-groups"
 ITEMS_SCHEMA = {"fields": [{"name": "item_id", "type": "string", "role": "ITEM_ID"}]}
+SOL = G + "/{group}/solutions"
+VER = SOL + "/{solution}/versions"
+RECIPE = "hrnn-meta"
 CSV = ("user_id,item_id,timestamp,event_type,event_value\n"
        + "".join(f"u{i % 5},i{i % 9},{1_700_000_000 + i},click,1\n" for i in range(30))).encode()
+TRAINABLE_ROWS = 1200  # a version needs at least 1000 interactions
+TRAINABLE_CSV = ("user_id,item_id,timestamp,event_type,event_value\n"
+                 + "".join(f"u{i % 60},i{(i * 7) % 101},{1_700_000_000 + i},click,1\n"
+                           for i in range(TRAINABLE_ROWS))).encode()
 JSON = {"Content-Type": "application/json"}
 MIB = 1 << 20
 NOT_API = {"/healthz", "/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
@@ -83,8 +98,8 @@ def make_group(http: httpx.Client, key: str, *, kind: str | None = None) -> str:
     return group
 
 
-def upload(http: httpx.Client, key: str) -> str:
-    r = http.post("/v1/uploads", content=CSV, headers={**bearer(key), "X-Filename": "events.csv"})
+def upload(http: httpx.Client, key: str, data: bytes = CSV) -> str:
+    r = http.post("/v1/uploads", content=data, headers={**bearer(key), "X-Filename": "events.csv"})
     assert r.status_code == 201, r.text
     return r.json()["upload_id"]
 
@@ -110,6 +125,24 @@ def import_now(http: httpx.Client, key: str, group: str, upload_id: str) -> str:
     assert r.status_code == 201, r.text
     assert wait_job(http, key, group, job)["status"] == "ACTIVE"
     return job
+
+
+def make_solution(http: httpx.Client, key: str, group: str, name: str | None = None) -> str:
+    """A new solution (hrnn-meta, 1 epoch) in `group`; its name."""
+    name = name or unique("sol")
+    r = http.post(f"{G}/{group}/solutions", headers=bearer(key),
+                  json={"name": name, "recipe": RECIPE, "hyperparameters": {"epochs": 1}})
+    assert r.status_code == 201, r.text
+    return name
+
+
+def make_version(http: httpx.Client, key: str, group: str, solution: str) -> str:
+    """A new version of `solution` (it ends CREATE_FAILED at once: training runs on Ray); its name."""
+    r = http.post(f"{G}/{group}/solutions/{solution}/versions", json={"training_mode": "full"},
+                  headers=bearer(key))
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "CREATE_FAILED" and "Ray" in r.json()["failure_reason"], r.text
+    return r.json()["name"]
 
 
 def list_names(http: httpx.Client, key: str, path: str) -> set[str]:
@@ -146,18 +179,24 @@ class Names:
     job: str
     upload_id: str
     kind: str = "interactions"
+    solution: str = ""
+    version: str = ""
+    recipe: str = RECIPE
 
     @staticmethod
     def nowhere() -> Names:
         """Names that exist in no tenant, as long as real ones (so answers compare as bytes)."""
-        return Names(unique(), unique("job"), uuid.uuid4().hex)
+        return Names(unique(), unique("job"), uuid.uuid4().hex, solution=unique("sol"),
+                     version=f"v-{uuid.uuid4().hex[:16]}")
 
 
 @dataclass
 class World:
     http: httpx.Client
     platform: Platform
-    a: Names      # tenant A: a group with an interactions dataset, a finished import, an upload
+    # tenant A: a group with an interactions dataset, a finished import, an upload, a solution
+    # and a (failed) version of it
+    a: Names
     b_group: str  # tenant B's own group
     baseline: dict[str, Any] = field(default_factory=dict)
 
@@ -170,8 +209,11 @@ class World:
         key, a = self.platform.key_a, self.a
         view = {}
         group = f"{G}/{a.group}"
+        solution = f"{group}/solutions/{a.solution}"
         for path in (group, f"{group}/datasets", f"{group}/datasets/{a.kind}",
-                     f"{group}/import-jobs", f"{group}/import-jobs/{a.job}"):
+                     f"{group}/import-jobs", f"{group}/import-jobs/{a.job}",
+                     f"{group}/solutions", solution, f"{solution}/versions",
+                     f"{solution}/versions/{a.version}"):
             r = self.http.get(path, headers=bearer(key))
             view[path] = (r.status_code, r.json())
         return view
@@ -188,18 +230,21 @@ def http(platform: Platform) -> Iterator[httpx.Client]:
 def world(http: httpx.Client, platform: Platform) -> World:
     key = platform.key_a
     group = make_group(http, key, kind="interactions")
-    upload_id = upload(http, key)
+    upload_id = upload(http, key, TRAINABLE_CSV)
     job = import_now(http, key, group, upload_id)
-    w = World(http, platform, Names(group, job, upload_id),
+    solution = make_solution(http, key, group)
+    version = make_version(http, key, group, solution)
+    w = World(http, platform, Names(group, job, upload_id, solution=solution, version=version),
               make_group(http, platform.key_b, kind="interactions"))
     w.baseline = w.a_view()
-    assert w.baseline[f"{G}/{group}/datasets/interactions"][1]["row_count"] == 30
+    assert w.baseline[f"{G}/{group}/datasets/interactions"][1]["row_count"] == TRAINABLE_ROWS
+    assert w.baseline[f"{G}/{group}/solutions/{solution}/versions/{version}"][0] == 200
     return w
 
 
 # ---- 1. tenant isolation ------------------------------------------------------------------------
 
-NAMED, LIST, CREATE, WHOAMI = "named", "list", "create", "whoami"
+NAMED, LIST, CREATE, WHOAMI, GLOBAL = "named", "list", "create", "whoami", "global"
 
 
 @dataclass(frozen=True)
@@ -213,7 +258,8 @@ class Call:
 class Endpoint:
     """One route. `scope` says what another tenant may get from it:
     NAMED addresses a tenant's resource by name (others get a 404), LIST lists the tenant's
-    resources, CREATE creates in the caller's own namespace, WHOAMI names the caller.
+    resources, CREATE creates in the caller's own namespace, WHOAMI names the caller, GLOBAL is
+    the same for every tenant (recipes; a valid key is still needed).
     `fresh` gives the names for the owner's call when it must not touch the shared world
     (deletes, creates)."""
 
@@ -229,20 +275,58 @@ class Endpoint:
 
 
 def _new_names(w: World) -> Names:
-    return replace(w.a, group=unique(), job=unique("job"))
+    return replace(w.a, group=unique(), job=unique("job"), solution=unique("sol"))
 
 
 def _new_group(w: World) -> Names:
-    return replace(w.a, group=make_group(w.http, w.platform.key_a), job=unique("job"))
+    return replace(w.a, group=make_group(w.http, w.platform.key_a), job=unique("job"),
+                   solution=unique("sol"))
 
 
 def _new_dataset(w: World) -> Names:
     return replace(w.a, group=make_group(w.http, w.platform.key_a, kind="interactions"),
-                   job=unique("job"))
+                   job=unique("job"), solution=unique("sol"))
+
+
+def _new_solution(w: World) -> Names:
+    """A's new group with a solution and no data."""
+    n = _new_group(w)
+    return replace(n, solution=make_solution(w.http, w.platform.key_a, n.group))
+
+
+def _new_trainable_solution(w: World) -> Names:
+    """A's new group with enough interactions to train, and a solution."""
+    key = w.platform.key_a
+    n = _new_dataset(w)
+    import_now(w.http, key, n.group, w.a.upload_id)
+    return replace(n, solution=make_solution(w.http, key, n.group))
+
+
+def _new_training_version(w: World) -> Names:
+    """A version still training: a real version record, back to CREATE_IN_PROGRESS as a running
+    Ray job holds it (on the thread platform training cannot start)."""
+    key = w.platform.key_a
+    n = _new_trainable_solution(w)
+    version = make_version(w.http, key, n.group, n.solution)
+    registry = Store(StoreConfig.from_env(w.platform.store_uri)).registry
+    registry.update(Keys("tenant-a").version_record(n.group, n.solution, version), lambda d: {
+        **d, "status": "CREATE_IN_PROGRESS", "failure_reason": None, "updated_at": now_iso(),
+        "progress": {"phase": "training", "epoch": 0, "epochs": 1}})
+    r = w.http.get(f"{G}/{n.group}/solutions/{n.solution}/versions/{version}", headers=bearer(key))
+    assert r.json()["status"] == "CREATE_IN_PROGRESS", r.text
+    return replace(n, version=version)
 
 
 def _job_body(n: Names) -> dict[str, Any]:
     return {"name": n.job, "dataset": n.kind, "source": {"upload_id": n.upload_id}}
+
+
+def _solution_body(n: Names) -> dict[str, Any]:
+    return {"name": n.solution, "recipe": n.recipe, "hyperparameters": {"epochs": 1}}
+
+
+def _sol_path(n: Names) -> str:
+    return f"{G}/{n.group}/solutions/{n.solution}"
 
 
 ENDPOINTS = [
@@ -267,6 +351,23 @@ ENDPOINTS = [
              lambda n: Call(f"{G}/{n.group}/import-jobs")),
     Endpoint("GET", G + "/{group}/import-jobs/{job}", NAMED,
              lambda n: Call(f"{G}/{n.group}/import-jobs/{n.job}")),
+    Endpoint("GET", "/v1/recipes", GLOBAL, lambda n: Call("/v1/recipes")),
+    Endpoint("GET", "/v1/recipes/{recipe}", GLOBAL, lambda n: Call(f"/v1/recipes/{n.recipe}")),
+    Endpoint("POST", SOL, NAMED,
+             lambda n: Call(f"{G}/{n.group}/solutions", json=_solution_body(n)), fresh=_new_group),
+    Endpoint("GET", SOL, NAMED, lambda n: Call(f"{G}/{n.group}/solutions")),
+    Endpoint("GET", SOL + "/{solution}", NAMED, lambda n: Call(_sol_path(n))),
+    Endpoint("DELETE", SOL + "/{solution}", NAMED, lambda n: Call(_sol_path(n)),
+             fresh=_new_solution),
+    Endpoint("POST", VER, NAMED,
+             lambda n: Call(f"{_sol_path(n)}/versions", json={"training_mode": "full"}),
+             fresh=_new_trainable_solution),
+    Endpoint("GET", VER, NAMED, lambda n: Call(f"{_sol_path(n)}/versions")),
+    Endpoint("GET", VER + "/{version}", NAMED,
+             lambda n: Call(f"{_sol_path(n)}/versions/{n.version}")),
+    Endpoint("POST", VER + "/{version}/stop", NAMED,
+             lambda n: Call(f"{_sol_path(n)}/versions/{n.version}/stop"),
+             fresh=_new_training_version),
 ]
 
 CREDENTIALS: dict[str, Callable[[Platform], dict[str, str]]] = {
@@ -295,8 +396,9 @@ def test_matrix_covers_every_endpoint(platform: Platform, tmp_path: Path) -> Non
 def _comparable(r: httpx.Response, names: Names) -> tuple[int, str, bytes]:
     """An answer with the names it addressed blanked out."""
     body = r.content
-    for name in (names.group, names.job, names.upload_id):
-        body = body.replace(name.encode(), b"<name>")
+    for name in (names.group, names.job, names.upload_id, names.solution, names.version):
+        if name:
+            body = body.replace(name.encode(), b"<name>")
     return r.status_code, r.headers.get("content-type", ""), body
 
 
@@ -351,6 +453,46 @@ def _check_own(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
         assert (w.root / "tenants/tenant-a/uploads" / r.json()["upload_id"] / "data").exists()
     elif ep.method == "POST" and ep.route.endswith("/import-jobs"):
         assert wait_job(w.http, key, names.group, names.job)["status"] == "ACTIVE"
+    elif ep.route == "/v1/recipes":
+        assert RECIPE in {item["id"] for item in r.json()["items"]}
+    elif ep.route == "/v1/recipes/{recipe}":
+        assert r.json()["id"] == RECIPE
+    elif ep.route.startswith(SOL):
+        _check_own_solutions(w, ep, names, r)
+
+
+def _check_own_solutions(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
+    """The owner's answers on solutions and versions did what they say (and B still sees none)."""
+    http, key, key_b = w.http, w.platform.key_a, w.platform.key_b
+    route, sol = ep.route, _sol_path(names)
+    if (ep.method, route) == ("POST", SOL):
+        assert r.status_code == 201 and r.json()["name"] == names.solution, r.text
+        assert http.get(sol, headers=bearer(key)).json() == r.json()
+        assert http.get(sol, headers=bearer(key_b)).status_code == 404
+    elif (ep.method, route) == ("GET", SOL):
+        assert {s["name"] for s in r.json()["items"]} == {w.a.solution}
+    elif route == SOL + "/{solution}" and ep.method == "GET":
+        assert (r.json()["name"], r.json()["recipe"]) == (w.a.solution, RECIPE)
+    elif route == SOL + "/{solution}":  # DELETE
+        assert r.status_code == 204
+        assert http.get(sol, headers=bearer(key)).status_code == 404
+        assert list_names(http, key, f"{G}/{names.group}/solutions") == set()
+    elif (ep.method, route) == ("POST", VER):
+        assert r.status_code == 201, r.text
+        version = r.json()
+        assert (version["solution"], version["status"]) == (names.solution, "CREATE_FAILED")
+        assert "Ray" in version["failure_reason"]
+        assert list_names(http, key, f"{sol}/versions") == {version["name"]}
+    elif (ep.method, route) == ("GET", VER):
+        assert {v["name"] for v in r.json()["items"]} == {w.a.version}
+    elif route == VER + "/{version}":
+        assert (r.json()["name"], r.json()["status"]) == (w.a.version, "CREATE_FAILED")
+    elif route == VER + "/{version}/stop":
+        assert r.status_code == 200 and r.json()["status"] == "CREATE_STOPPING", r.text
+        again = http.get(f"{sol}/versions/{names.version}", headers=bearer(key))
+        assert again.json()["status"] == "CREATE_STOPPING"
+    else:
+        raise AssertionError(f"no check for {ep.method} {ep.route}")
 
 
 def _check_other(w: World, ep: Endpoint, names: Names, r: httpx.Response,
@@ -362,6 +504,9 @@ def _check_other(w: World, ep: Endpoint, names: Names, r: httpx.Response,
         _assert_reveals_nothing(w, ep, r, headers)
     elif ep.scope == WHOAMI:
         assert r.json() == {"tenant": "tenant-b"}
+    elif ep.scope == GLOBAL:  # the same answer as the owner's, byte for byte
+        assert r.status_code == 200, r.text
+        assert r.content == ep.send(w.http, names, bearer(key_a)).content
     elif ep.scope == LIST:
         assert r.status_code == 200, r.text
         seen = {g["name"] for g in r.json()["items"]}
@@ -394,6 +539,23 @@ def test_same_group_name_in_two_tenants_stays_separate(world: World) -> None:
         ep = next(e for e in ENDPOINTS if e.route.endswith("/import-jobs/{job}"))
         assert _comparable(ep.send(http, a, bearer(key_b)), a) == \
             _comparable(ep.send(http, nowhere, bearer(key_b)), nowhere)
+        # A's solution under B's same-named group, then A's version under B's same-named
+        # solution: the answers of names that exist nowhere.
+        assert http.get(f"{G}/{a.group}/solutions", headers=bearer(key_b)).json()["items"] == []
+        new_version = f"v-{uuid.uuid4().hex[:16]}"
+        for method, route, changed in (("GET", SOL + "/{solution}", {"solution": unique("sol")}),
+                                       ("GET", VER, {"solution": unique("sol")}),
+                                       ("GET", VER + "/{version}", {"version": new_version}),
+                                       ("POST", VER + "/{version}/stop", {"version": new_version})):
+            if "{version}" in route and not list_names(http, key_b, f"{G}/{a.group}/solutions"):
+                make_solution(http, key_b, a.group, a.solution)
+                assert list_names(http, key_b, f"{_sol_path(a)}/versions") == set()
+            nowhere = replace(a, **changed)
+            ep = next(e for e in ENDPOINTS if (e.method, e.route) == (method, route))
+            answer = ep.send(http, a, bearer(key_b))
+            assert answer.status_code == 404, (route, answer.text)
+            assert _comparable(answer, a) == _comparable(ep.send(http, nowhere, bearer(key_b)),
+                                                         nowhere), route
         assert world.a_view() == world.baseline
     finally:
         assert http.delete(f"{G}/{a.group}", params={"force": "true"},
@@ -420,15 +582,18 @@ def test_upload_ids_do_not_cross_tenants(world: World) -> None:
     assert world.a_view() == world.baseline
 
 
-@pytest.mark.parametrize("route", [G, G + "/{group}/datasets", G + "/{group}/import-jobs"])
+@pytest.mark.parametrize("route", [G, G + "/{group}/datasets", G + "/{group}/import-jobs", SOL, VER])
 def test_tenant_field_in_body_is_rejected(world: World, route: str) -> None:
     """A body naming a tenant is refused (unknown field), not honoured, and creates nothing."""
     http, p = world.http, world.platform
     group = make_group(http, p.key_a, kind="interactions" if "import" in route else None)
+    solution = make_solution(http, p.key_a, group) if route == VER else ""
     body = {G: {"name": unique()},
             G + "/{group}/datasets": {"kind": "interactions", "schema": INTERACTIONS_SCHEMA},
-            G + "/{group}/import-jobs": _job_body(replace(world.a, job=unique("job")))}[route]
-    path = route.format(group=group)
+            G + "/{group}/import-jobs": _job_body(replace(world.a, job=unique("job"))),
+            SOL: {"name": unique("sol"), "recipe": RECIPE},
+            VER: {"training_mode": "full"}}[route]
+    path = route.format(group=group, solution=solution)
     before = store_files(world.root)
     r = http.post(path, json={**body, "tenant": "tenant-b"}, headers=bearer(p.key_a))
     assert r.status_code == 400, r.text
@@ -489,9 +654,12 @@ def _path_case_iter() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def name_target(http: httpx.Client, platform: Platform, world: World) -> Names:
     """A's group for hostile-name requests: valid names around the hostile one (own key)."""
-    group = make_group(http, platform.key_a, kind="interactions")
-    return Names(group, import_now(http, platform.key_a, group, world.a.upload_id),
-                 world.a.upload_id)
+    key = platform.key_a
+    group = make_group(http, key, kind="interactions")
+    job = import_now(http, key, group, world.a.upload_id)
+    solution = make_solution(http, key, group)
+    return Names(group, job, world.a.upload_id, solution=solution,
+                 version=make_version(http, key, group, solution))
 
 
 def send_raw(url: str, method: str, target: str, headers: dict[str, str],
@@ -524,15 +692,22 @@ def assert_store_layout(root: Path) -> None:
 @pytest.mark.parametrize(("ep", "slot", "segment"), _path_cases())
 def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: str,
                           segment: str) -> None:
-    good = {"group": name_target.group, "kind": name_target.kind, "job": name_target.job}
+    good = {"group": name_target.group, "kind": name_target.kind, "job": name_target.job,
+            "solution": name_target.solution, "version": name_target.version,
+            "recipe": name_target.recipe}
     target = re.sub(r"\{(\w+)\}", lambda m: segment if m[1] == slot else good[m[1]], ep.route)
-    c = ep.call(replace(name_target, job=unique("job")))
+    c = ep.call(replace(name_target, job=unique("job"), solution=unique("sol")))
     body = httpx.Request("POST", "http://x", json=c.json).content if c.json is not None else b""
-    r = send_raw(world.platform.url, ep.method, target, bearer(world.platform.key_a), body)
+    key = world.platform.key_a
+    versions = f"{_sol_path(name_target)}/versions"
+    before = list_names(world.http, key, versions)
+    r = send_raw(world.platform.url, ep.method, target, bearer(key), body)
     assert r.status_code in (400, 404, 405, 422), (target, r.status_code, r.text)
     error_of(r)
     assert_store_layout(world.root)
     assert world.a_view() == world.baseline
+    assert list_names(world.http, key, versions) == before
+    assert list_names(world.http, key, f"{G}/{name_target.group}/solutions") == {name_target.solution}
 
 
 BODY_NAME_SLOTS = [  # (route, field, valid body)
@@ -540,6 +715,8 @@ BODY_NAME_SLOTS = [  # (route, field, valid body)
     (G + "/{group}/import-jobs", "name", _job_body),
     (G + "/{group}/import-jobs", "dataset", _job_body),
     (G + "/{group}/datasets", "kind", lambda n: {"kind": "items", "schema": ITEMS_SCHEMA}),
+    (SOL, "name", lambda n: {"name": unique("sol"), "recipe": RECIPE}),
+    (SOL, "recipe", lambda n: {"name": unique("sol"), "recipe": RECIPE}),
 ]
 
 
@@ -567,9 +744,19 @@ def _job(**source: Any) -> dict[str, Any]:
     return {"name": "{new}", "dataset": "interactions", "source": source}
 
 
+def _sol(**fields: Any) -> dict[str, Any]:
+    """A solution body: a valid one with `fields` changed."""
+    return {"name": "{new}", "recipe": RECIPE, **fields}
+
+
+def _hp(**hyperparameters: Any) -> dict[str, Any]:
+    return _sol(hyperparameters={"epochs": 2, **hyperparameters})
+
+
 @dataclass(frozen=True)
 class Bad:
-    """A malformed request and the answer it must get; `hint` must appear in message or field."""
+    """A malformed request and the answer it must get; `hint` must appear in message or field,
+    and the answer's `field` must be `at` when given."""
 
     id: str
     method: str
@@ -579,6 +766,7 @@ class Bad:
     json: Any = None
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    at: str | None = None
 
 
 VALIDATION = [
@@ -654,17 +842,107 @@ VALIDATION = [
         headers={"Content-Type": "text/plain"}),
     Bad("form-encoded", "POST", G, (400, 415), content=b"name=form-1",
         headers={"Content-Type": "application/x-www-form-urlencoded"}),
+    # solutions: the body, then the hyperparameters against the recipe's schema
+    Bad("sol-unknown-field", "POST", SOL, 400, at="colour", json=_sol(colour="red")),
+    Bad("sol-missing-recipe", "POST", SOL, 400, at="recipe", json={"name": "{new}"}),
+    Bad("sol-missing-name", "POST", SOL, 400, at="name", json={"recipe": RECIPE}),
+    Bad("sol-name-not-a-string", "POST", SOL, 400, at="name", json=_sol(name=7)),
+    Bad("sol-recipe-not-a-string", "POST", SOL, 400, at="recipe", json=_sol(recipe=["hrnn-meta"])),
+    Bad("sol-unknown-recipe", "POST", SOL, 400, "gru4rec", at="recipe", json=_sol(recipe="gru4rec")),
+    Bad("sol-recipe-wrong-case", "POST", SOL, 400, at="recipe", json=_sol(recipe="HRNN-Meta")),
+    Bad("sol-empty-recipe", "POST", SOL, 400, at="recipe", json=_sol(recipe="")),
+    Bad("sol-recipe-64-chars", "POST", SOL, 400, at="recipe", json=_sol(recipe="r" * 64)),
+    Bad("sol-hyperparameters-a-list", "POST", SOL, 400, at="hyperparameters",
+        json=_sol(hyperparameters=[["epochs", 2]])),
+    Bad("sol-hyperparameters-null", "POST", SOL, 400, at="hyperparameters",
+        json=_sol(hyperparameters=None)),
+    Bad("sol-unknown-hyperparameter", "POST", SOL, 400, "hidden_sz", at="hyperparameters.hidden_sz",
+        json=_hp(hidden_sz=16)),
+    Bad("sol-unknown-nested-hyperparameter", "POST", SOL, 400, at="hyperparameters.optimizer",
+        json=_hp(optimizer={"name": "sgd"})),
+    Bad("sol-epochs-0", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs=0)),
+    Bad("sol-epochs-negative", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs=-3)),
+    Bad("sol-epochs-10001", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs=10_001)),
+    Bad("sol-epochs-fractional", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs=2.5)),
+    Bad("sol-epochs-a-word", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs="five")),
+    Bad("sol-epochs-huge", "POST", SOL, 400, at="hyperparameters.epochs", json=_hp(epochs=10**40)),
+    Bad("sol-hidden-size-0", "POST", SOL, 400, at="hyperparameters.hidden_size",
+        json=_hp(hidden_size=0)),
+    Bad("sol-bptt-1", "POST", SOL, 400, at="hyperparameters.bptt", json=_hp(bptt=1)),
+    Bad("sol-dropout-1", "POST", SOL, 400, at="hyperparameters.dropout", json=_hp(dropout=1.0)),
+    Bad("sol-learning-rate-0", "POST", SOL, 400, at="hyperparameters.learning_rate",
+        json=_hp(learning_rate=0)),
+    Bad("sol-learning-rate-nan", "POST", SOL, 400, at="hyperparameters.learning_rate",
+        content=b'{"name": "sol-nan", "recipe": "hrnn-meta", "hyperparameters": {"learning_rate": NaN}}',
+        headers=JSON),
+    Bad("sol-threshold-infinity", "POST", SOL, 400, at="hyperparameters.sampled_softmax_threshold",
+        content=b'{"name": "sol-inf", "recipe": "hrnn-meta", '
+                b'"hyperparameters": {"sampled_softmax_threshold": Infinity}}',
+        headers=JSON),
+    Bad("sol-lambda-sampling-unknown", "POST", SOL, 400, at="hyperparameters.lambda_sampling",
+        json=_hp(lambda_sampling="sometimes")),
+    Bad("sol-trend-bias-not-a-bool", "POST", SOL, 400, at="hyperparameters.trend_bias",
+        json=_hp(trend_bias="perhaps")),
+    Bad("sol-scaling-workers-0", "POST", SOL, 400, at="scaling.workers",
+        json=_sol(scaling={"workers": 0})),
+    Bad("sol-scaling-workers-257", "POST", SOL, 400, at="scaling.workers",
+        json=_sol(scaling={"workers": 257})),
+    Bad("sol-scaling-cpus-0", "POST", SOL, 400, at="scaling.cpus_per_worker",
+        json=_sol(scaling={"cpus_per_worker": 0})),
+    Bad("sol-scaling-negative-gpus", "POST", SOL, 400, at="scaling.gpus_per_worker",
+        json=_sol(scaling={"gpus_per_worker": -1})),
+    Bad("sol-scaling-unknown-field", "POST", SOL, 400, at="scaling.nodes",
+        json=_sol(scaling={"nodes": 4})),
+    Bad("sol-scaling-not-an-object", "POST", SOL, 400, at="scaling", json=_sol(scaling=4)),
+    Bad("sol-evaluation-unknown-mode", "POST", SOL, 400, at="evaluation.mode",
+        json=_sol(evaluation={"mode": "leave-one-out"})),
+    Bad("sol-evaluation-test-fraction-0", "POST", SOL, 400, at="evaluation.test_fraction",
+        json=_sol(evaluation={"test_fraction": 0})),
+    Bad("sol-evaluation-depth-10", "POST", SOL, 400, at="evaluation.depth",
+        json=_sol(evaluation={"depth": 10})),
+    Bad("sol-evaluation-unknown-field", "POST", SOL, 400, at="evaluation.folds",
+        json=_sol(evaluation={"folds": 5})),
+    Bad("sol-description-too-long", "POST", SOL, 400, at="description",
+        json=_sol(description="d" * 1001)),
+    Bad("sol-json-array", "POST", SOL, 400, json=[_sol()]),
+    Bad("sol-malformed-json", "POST", SOL, 400, content=b'{"name": "x", "recipe": ', headers=JSON),
+    Bad("sol-deeply-nested-hyperparameters", "POST", SOL, 400,
+        content=b'{"name": "deep", "recipe": "hrnn-meta", "hyperparameters": {"x": '
+                + b"[" * 100_000 + b"]" * 100_000 + b"}}", headers=JSON),
+    Bad("sol-no-body", "POST", SOL, 400),
+    Bad("sol-idempotency-key-too-long", "POST", SOL, 400, "idempotency",
+        json=_sol(), headers={"Idempotency-Key": "k" * 201}),
+    Bad("solutions-max-results-0", "GET", SOL + "?max_results=0", 400, "max_results"),
+    Bad("solutions-next-token-too-long", "GET", SOL + "?next_token=" + "t" * 64, 400, "next_token"),
+    # versions
+    Bad("version-unknown-field", "POST", VER, 400, at="colour",
+        json={"training_mode": "full", "colour": "red"}),
+    Bad("version-unknown-training-mode", "POST", VER, 400, at="training_mode",
+        json={"training_mode": "incremental"}),
+    Bad("version-training-mode-not-a-string", "POST", VER, 400, at="training_mode",
+        json={"training_mode": 1}),
+    Bad("version-json-array", "POST", VER, 400, json=[{"training_mode": "full"}]),
+    Bad("version-json-string", "POST", VER, 400, json="full"),
+    Bad("version-malformed-json", "POST", VER, 400, content=b'{"training_mode": ', headers=JSON),
+    Bad("version-idempotency-key-too-long", "POST", VER, 400, "idempotency",
+        json={}, headers={"Idempotency-Key": "k" * 201}),
+    Bad("versions-max-results-0", "GET", VER + "?max_results=0", 400, "max_results"),
+    Bad("versions-max-results-5000", "GET", VER + "?max_results=5000", 400, "max_results"),
+    Bad("versions-next-token-too-long", "GET", VER + "?next_token=" + "t" * 64, 400, "next_token"),
+    Bad("recipe-64-chars", "GET", "/v1/recipes/" + "r" * 64, 400, "recipe"),
 ]
 
 
-def _fill(obj: Any, group: str, new: str) -> Any:
-    """`obj` with "{group}" and "{new}" (a fresh name) filled in, recursively."""
+def _fill(obj: Any, names: dict[str, str]) -> Any:
+    """`obj` with "{group}", "{solution}" and "{new}" (a fresh name) filled in, recursively."""
     if isinstance(obj, str):
-        return obj.replace("{group}", group).replace("{new}", new)
+        for slot, value in names.items():
+            obj = obj.replace("{" + slot + "}", value)
+        return obj
     if isinstance(obj, list):
-        return [_fill(v, group, new) for v in obj]
+        return [_fill(v, names) for v in obj]
     if isinstance(obj, dict):
-        return {k: _fill(v, group, new) for k, v in obj.items()}
+        return {k: _fill(v, names) for k, v in obj.items()}
     return obj
 
 
@@ -676,21 +954,32 @@ def validation_group(http: httpx.Client, platform: Platform) -> str:
     return group
 
 
+@pytest.fixture(scope="module")
+def validation_solution(http: httpx.Client, platform: Platform, validation_group: str) -> str:
+    """A solution in the validation group, the target of bad version requests."""
+    return make_solution(http, platform.key_a, validation_group)
+
+
 @pytest.mark.parametrize("bad", VALIDATION, ids=lambda b: b.id)
-def test_request_validation(world: World, validation_group: str, bad: Bad) -> None:
+def test_request_validation(world: World, validation_group: str, validation_solution: str,
+                            bad: Bad) -> None:
     key = world.platform.key_a
+    names = {"group": validation_group, "solution": validation_solution}
     before = store_files(world.root, "tenants")
     kwargs: dict[str, Any] = {"headers": {**bearer(key), **bad.headers}}
     if bad.json is not None:
-        kwargs["json"] = _fill(bad.json, validation_group, unique())
+        kwargs["json"] = _fill(bad.json, {**names, "new": unique()})
     if bad.content is not None:
         kwargs["content"] = bad.content
-    r = world.http.request(bad.method, _fill(bad.path, validation_group, ""), **kwargs)
+    r = world.http.request(bad.method, _fill(bad.path, names), **kwargs)
     expected = bad.status if isinstance(bad.status, tuple) else (bad.status,)
     assert r.status_code in expected, (r.status_code, r.text)
     err = error_of(r)
     if bad.hint:
         assert bad.hint.lower() in f"{err['message']} {err['field']}".lower(), err
+    if bad.at:
+        assert err["field"] == bad.at, err
+        assert bad.at in err["message"], err
     assert store_files(world.root, "tenants") == before, "a refused request wrote"
     r = world.http.get(f"{G}/{validation_group}/import-jobs", headers=bearer(key))
     assert r.status_code == 200 and len(r.json()["items"]) == 1
@@ -746,6 +1035,8 @@ RACES = {  # what is created -> (path, body) for a fresh target in A's namespace
                           {"kind": "interactions", "schema": INTERACTIONS_SCHEMA}),
     "import-job": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a, kind='interactions')}"
                              "/import-jobs", _job_body(replace(w.a, job=unique("job")))),
+    "solution": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a)}/solutions",
+                           {"name": unique("sol"), "recipe": RECIPE, "hyperparameters": {"epochs": 3}}),
 }
 
 
@@ -780,6 +1071,80 @@ def test_racing_creates_make_exactly_one(world: World, what: str, keys: str) -> 
         assert again.json() == created
     loser = next(i for i, r in enumerate(answers) if r.status_code == 409)
     assert send(loser).status_code == 409  # a loser's key never created anything
+
+
+def test_duplicate_solution_is_409_and_a_retry_returns_it(world: World) -> None:
+    http, key = world.http, world.platform.key_a
+    group = make_group(http, key)
+    path, idem = f"{G}/{group}/solutions", uuid.uuid4().hex
+    body = {"name": unique("sol"), "recipe": RECIPE, "hyperparameters": {"epochs": 3}}
+    created = http.post(path, json=body, headers={**bearer(key), "Idempotency-Key": idem})
+    assert created.status_code == 201, created.text
+    for headers, changed in (({}, {}), ({"Idempotency-Key": uuid.uuid4().hex}, {}),
+                             ({}, {"hyperparameters": {"epochs": 9}})):
+        r = http.post(path, json={**body, **changed}, headers={**bearer(key), **headers})
+        assert r.status_code == 409, r.text
+        err = error_of(r)
+        assert err["type"] == "conflict"
+        assert body["name"] in err["message"] and "already exists" in err["message"]
+    again = http.post(path, json=body, headers={**bearer(key), "Idempotency-Key": idem})
+    assert again.status_code == 200, again.text
+    assert again.json() == created.json()
+    assert http.get(f"{path}/{body['name']}", headers=bearer(key)).json() == created.json()
+    assert created.json()["hyperparameters"]["epochs"] == 3
+    # The same name in another group is another solution.
+    other = make_group(http, key)
+    r = http.post(f"{G}/{other}/solutions", json=body, headers=bearer(key))
+    assert r.status_code == 201, r.text
+
+
+def test_version_idempotency_key_names_one_version(world: World) -> None:
+    """Racing creates with one Idempotency-Key: one version, the same name in every answer; a
+    later retry returns it; another key trains another version."""
+    http, key = world.http, world.platform.key_a
+    n = _new_trainable_solution(world)
+    path, idem = f"{_sol_path(n)}/versions", uuid.uuid4().hex
+
+    def send(_: int) -> httpx.Response:
+        return http.post(path, json={"training_mode": "full"},
+                         headers={**bearer(key), "Idempotency-Key": idem})
+
+    answers = _race(8, send)
+    assert sorted(r.status_code for r in answers) == [200] * 7 + [201], \
+        [(r.status_code, r.text) for r in answers]
+    names = {r.json()["name"] for r in answers}
+    assert len(names) == 1, names
+    (name,) = names
+    assert list_names(http, key, path) == {name}
+    retry = send(0)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["name"] == name and retry.json()["status"] == "CREATE_FAILED"
+    other = http.post(path, json={"training_mode": "full"},
+                      headers={**bearer(key), "Idempotency-Key": uuid.uuid4().hex})
+    assert other.status_code == 201 and other.json()["name"] != name, other.text
+    assert list_names(http, key, path) == {name, other.json()["name"]}
+    # Without a key every create is a new version.
+    first, second = (http.post(path, headers=bearer(key)) for _ in range(2))
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["name"] != second.json()["name"]
+    assert len(list_names(http, key, path)) == 4
+
+
+def test_version_idempotency_keys_are_per_tenant(world: World) -> None:
+    """B replaying A's Idempotency-Key on its own same-named solution trains B's own version."""
+    http, p = world.http, world.platform
+    a = _new_trainable_solution(world)
+    b_group = make_group(http, p.key_b, kind="interactions")
+    import_now(http, p.key_b, b_group, upload(http, p.key_b, TRAINABLE_CSV))
+    make_solution(http, p.key_b, b_group, a.solution)
+    idem = uuid.uuid4().hex
+    ra = http.post(f"{_sol_path(a)}/versions", headers={**bearer(p.key_a), "Idempotency-Key": idem})
+    rb = http.post(f"{G}/{b_group}/solutions/{a.solution}/versions",
+                   headers={**bearer(p.key_b), "Idempotency-Key": idem})
+    assert (ra.status_code, rb.status_code) == (201, 201), (ra.text, rb.text)
+    assert (ra.json()["dataset_group"], rb.json()["dataset_group"]) == (a.group, b_group)
+    assert http.get(f"{_sol_path(a)}/versions/{ra.json()['name']}",
+                    headers=bearer(p.key_a)).json() == ra.json()
 
 
 def test_idempotency_keys_are_per_tenant(world: World) -> None:
