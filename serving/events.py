@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -43,7 +44,7 @@ __all__ = ["EventLog", "EventsRefused", "event_hash", "event_log_actor", "FLUSH_
 
 log = logging.getLogger("tagrec.events")
 
-FLUSH_EVERY_S = 5.0
+FLUSH_EVERY_S = float(os.environ.get("TAGREC_EVENTS_FLUSH_S") or 5.0)
 FLUSH_AT = 5000  # pending events that trigger a flush before the timer
 RECENT_PER_USER = 256  # events per user kept in memory
 RECENT_USERS = 200_000  # users kept in memory (least recently written dropped first)

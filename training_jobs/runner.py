@@ -76,7 +76,7 @@ class JobRunner:
                 group = doc["name"]
                 if any(True for _ in self.store.backend.list(f"{keys.events(group)}/wal")):
                     try:
-                        self.event_log(tenant, group)
+                        self.event_log(tenant, group).flush()
                     except Exception:
                         log.exception("could not recover the events of %s/%s", tenant, group)
                 for c in self.store.registry.list(keys.campaigns(group), ".json"):
@@ -277,7 +277,12 @@ class RayJobRunner(JobRunner):
         from serving.events import event_log_actor
 
         self._ensure_ray(import_task)
-        return _ActorLog(event_log_actor(self.store.config.as_dict(), tenant, group))
+        with self._lock:  # one handle per group, kept: the actor is looked up once
+            logs = self.__dict__.setdefault("_actor_logs", {})
+            if (tenant, group) not in logs:
+                logs[(tenant, group)] = _ActorLog(event_log_actor(self.store.config.as_dict(), tenant,
+                                                                  group))
+            return logs[(tenant, group)]
 
     def shutdown(self) -> None:
         import ray
