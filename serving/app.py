@@ -199,13 +199,40 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     app.add_middleware(_JsonBodyLimit, limit=MAX_JSON_BYTES, exempt=("/v1/uploads",))
 
+    def _existing(key: str, what: str) -> dict[str, Any]:
+        """A record, whatever its status (404 if absent)."""
+        try:
+            return registry.read(key)
+        except NotFound:
+            raise _not_found(what) from None
+
+    def _live(key: str, what: str) -> dict[str, Any]:
+        """A record that exists and is not being deleted (404 otherwise)."""
+        try:
+            doc = registry.read(key)
+        except NotFound:
+            raise _not_found(what) from None
+        if doc.get("status") == Status.DELETE_IN_PROGRESS.value:
+            raise _not_found(what)
+        return doc
+
     def _create(key: str, doc: dict[str, Any], idem: str | None, what: str,
-                response: Response) -> dict[str, Any]:
-        """Create a record; replay the stored one if this is a retry of the same create."""
+                response: Response, parents: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+        """Create a record; replay the stored one if this is a retry of the same create.
+
+        `parents` ((record key, what), ...) must be live before and after the write: a create
+        racing a delete of its parent undoes itself and answers 404, so no child outlives it.
+        """
         now = now_iso()
         doc = {**doc, "created_at": now, "updated_at": now, "idempotency_key": idem}
         try:
             registry.create(key, doc)
+            try:
+                for parent, parent_what in parents:
+                    _live(parent, parent_what)
+            except ApiError:
+                store.backend.delete(key)
+                raise
             response.status_code = 201
             return doc
         except AlreadyExists:
@@ -216,10 +243,18 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             raise ApiError(409, "conflict", f"{what} already exists") from None
 
     def _group(keys: Keys, group: str) -> dict[str, Any]:
+        return _live(keys.group_record(group), f"dataset group {group!r}")
+
+    def _group_parent(keys: Keys, group: str) -> tuple[str, str]:
+        return keys.group_record(group), f"dataset group {group!r}"
+
+    def _mark_deleting(key: str) -> None:
+        """First step of a delete: creates under this record now answer 404."""
         try:
-            return registry.read(keys.group_record(group))
+            registry.update(key, lambda d: {**d, "status": Status.DELETE_IN_PROGRESS.value,
+                                            "updated_at": now_iso()})
         except NotFound:
-            raise _not_found(f"dataset group {group!r}") from None
+            pass
 
     # ---- health ----
     @app.get("/healthz", tags=["platform"])
@@ -255,7 +290,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     @app.delete("/v1/dataset-groups/{group}", status_code=204, tags=["dataset groups"])
     def delete_group(group: Name, t: Tenant, force: bool = False) -> Response:
         keys = Keys(t)
-        _group(keys, group)
+        _existing(keys.group_record(group), f"dataset group {group!r}")  # a half-done delete retries
         kinds = [k.value for k in DatasetKind if store.backend.exists(keys.dataset_record(group, k.value))]
         solutions = [d["name"] for d in registry.list(keys.solutions(group), "/solution.json")]
         campaigns = [d["name"] for d in registry.list(keys.campaigns(group), ".json")]
@@ -266,6 +301,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                            f"delete them first or pass force=true")
         _refuse_if_importing(keys, group, None)
         _refuse_if_training(keys, group, None)
+        _mark_deleting(keys.group_record(group))
         # Children first, the group record last: a crash mid-way leaves a visible group to retry.
         for campaign in campaigns:
             _undeploy(keys, group, campaign)
@@ -301,7 +337,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "status": Status.ACTIVE.value,
                "schema": body.schema_.model_dump(mode="json", by_alias=True)}
         doc = _create(keys.dataset_record(group, body.kind.value), doc, idem,
-                      f"{body.kind.value} dataset in group {group!r}", response)
+                      f"{body.kind.value} dataset in group {group!r}", response,
+                      parents=(_group_parent(keys, group),))
         return _dataset_view(keys, group, doc)
 
     @app.get("/v1/dataset-groups/{group}/datasets", tags=["datasets"])
@@ -314,10 +351,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     def _dataset(keys: Keys, group: str, kind: DatasetKind) -> dict[str, Any]:
         _group(keys, group)
-        try:
-            return registry.read(keys.dataset_record(group, kind.value))
-        except NotFound:
-            raise _not_found(f"{kind.value} dataset in group {group!r}") from None
+        return _live(keys.dataset_record(group, kind.value), f"{kind.value} dataset in group {group!r}")
 
     @app.get("/v1/dataset-groups/{group}/datasets/{kind}", response_model=Dataset,
              tags=["datasets"], response_model_by_alias=True)
@@ -328,8 +362,10 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     @app.delete("/v1/dataset-groups/{group}/datasets/{kind}", status_code=204, tags=["datasets"])
     def delete_dataset(group: Name, kind: DatasetKind, t: Tenant) -> Response:
         keys = Keys(t)
-        _dataset(keys, group, kind)
+        _group(keys, group)
+        _existing(keys.dataset_record(group, kind.value), f"{kind.value} dataset in group {group!r}")
         _refuse_if_importing(keys, group, kind.value)
+        _mark_deleting(keys.dataset_record(group, kind.value))
         store.backend.delete(keys.dataset_record(group, kind.value))
         store.backend.delete_prefix(keys.dataset(group, kind.value))
         return Response(status_code=204)
@@ -400,7 +436,10 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "status": Status.CREATE_PENDING.value,
                "progress": {"rows": 0, "bytes_read": 0, "bytes_total": None}}
         doc = _create(keys.import_job(group, body.name), doc, idem,
-                      f"import job {body.name!r}", response)
+                      f"import job {body.name!r}", response,
+                      parents=(_group_parent(keys, group),
+                               (keys.dataset_record(group, body.dataset.value),
+                                f"{body.dataset.value} dataset in group {group!r}")))
         if response.status_code == 201:
             try:
                 submit_import(t, group, body.name)
@@ -479,10 +518,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     # ---- solutions ----
     def _solution(keys: Keys, group: str, solution: str) -> dict[str, Any]:
         _group(keys, group)
-        try:
-            return registry.read(keys.solution_record(group, solution))
-        except NotFound:
-            raise _not_found(f"solution {solution!r}") from None
+        return _live(keys.solution_record(group, solution), f"solution {solution!r}")
 
     @app.post("/v1/dataset-groups/{group}/solutions", response_model=Solution, status_code=201,
               tags=["solutions"])
@@ -507,7 +543,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "evaluation": body.evaluation.model_dump(mode="json"),
                "description": body.description, "status": Status.ACTIVE.value}
         return _create(keys.solution_record(group, body.name), doc, idem,
-                       f"solution {body.name!r}", response)
+                       f"solution {body.name!r}", response, parents=(_group_parent(keys, group),))
 
     @app.get("/v1/dataset-groups/{group}/solutions", tags=["solutions"])
     def list_solutions(group: Name, t: Tenant,
@@ -528,13 +564,15 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                 tags=["solutions"])
     def delete_solution(group: Name, solution: Name, t: Tenant) -> Response:
         keys = Keys(t)
-        _solution(keys, group, solution)
+        _group(keys, group)
+        _existing(keys.solution_record(group, solution), f"solution {solution!r}")
         _refuse_if_training(keys, group, solution)
         users = [d["name"] for d in registry.list(keys.campaigns(group), ".json")
                  if d["solution"] == solution or (d.get("pending_update") or {}).get("solution") == solution]
         if users:
             raise ApiError(409, "conflict", f"solution {solution!r} is deployed by campaign(s) "
                                             f"{', '.join(users)}: delete or update them first")
+        _mark_deleting(keys.solution_record(group, solution))
         store.backend.delete_prefix(keys.versions(group, solution))
         store.backend.delete(keys.solution_record(group, solution))
         store.backend.delete_prefix(keys.solution(group, solution))
@@ -588,7 +626,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "training_mode": body.training_mode, "hyperparameters": sol["hyperparameters"],
                "scaling": sol.get("scaling") or {}, "evaluation_config": sol.get("evaluation") or {},
                "status": Status.CREATE_PENDING.value, "progress": {"phase": "queued"}}
-        doc = _create(key, doc, idem, f"solution version {name!r}", response)
+        doc = _create(key, doc, idem, f"solution version {name!r}", response,
+                      parents=(_group_parent(keys, group),
+                               (keys.solution_record(group, solution), f"solution {solution!r}")))
         if response.status_code == 201:
             try:
                 submit_version(t, group, solution, name)
@@ -674,7 +714,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "status": Status.CREATE_PENDING.value, "endpoint": endpoint if ops.serve_url else None,
                "pending_update": None}
         key = keys.campaign_record(group, body.name)
-        doc = _create(key, doc, idem, f"campaign {body.name!r}", response)
+        doc = _create(key, doc, idem, f"campaign {body.name!r}", response,
+                      parents=(_group_parent(keys, group),))
         if response.status_code == 201:
             try:
                 ops.deploy_campaign(t, group, body.name)

@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +112,17 @@ class Backend:
         return files, self._list_all(prefix, recursive=False, type_=pafs.FileType.Directory)
 
     def delete_prefix(self, prefix: str) -> None:
-        """Delete everything below `prefix/`."""
-        try:
-            self.filesystem.delete_dir(self.path(prefix))
-        except FileNotFoundError:
-            pass
+        """Delete everything below `prefix/` (retried while concurrent writers add files)."""
+        for attempt in range(20):
+            try:
+                self.filesystem.delete_dir(self.path(prefix))
+                return
+            except FileNotFoundError:
+                return
+            except OSError:  # "directory not empty": something was written meanwhile
+                if attempt == 19:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
 
     def exists(self, key: str) -> bool:
         return self.filesystem.get_file_info(self.path(key)).type == pafs.FileType.File
@@ -157,25 +164,44 @@ class LocalBackend(Backend):
         return tmp
 
     def _write_atomic(self, target: Path, data: bytes) -> None:
-        tmp = self._write_temp(target.parent, data)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        for attempt in range(5):
+            tmp = self._temp_in(target, data)
+            try:
+                os.replace(tmp, target)
+                return
+            except FileNotFoundError:  # the folder was deleted under us: make it again
+                if attempt == 4:
+                    raise
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+
+    def _temp_in(self, target: Path, data: bytes) -> str:
+        """A durable temporary file beside `target` (its folder re-made if a delete races)."""
+        for attempt in range(5):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                return self._write_temp(target.parent, data)
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def create(self, key: str, data: bytes) -> str:
         target = Path(self.path(key))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._write_temp(target.parent, data)
-        try:
-            # link() fails if the target exists: an atomic, complete, exclusive create.
-            os.link(tmp, target)
-        except FileExistsError:
-            raise PreconditionFailed(key) from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        return _etag(data)
+        for attempt in range(5):
+            tmp = self._temp_in(target, data)
+            try:
+                # link() fails if the target exists: an atomic, complete, exclusive create.
+                os.link(tmp, target)
+                return _etag(data)
+            except FileExistsError:
+                raise PreconditionFailed(key) from None
+            except FileNotFoundError:  # the folder was deleted under us: make it again
+                if attempt == 4:
+                    raise
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        raise AssertionError("unreachable")
 
     def replace(self, key: str, data: bytes, etag: str) -> str:
         target = Path(self.path(key))
@@ -192,7 +218,17 @@ class LocalBackend(Backend):
                 raise PreconditionFailed(key) from None
             if _etag(current) != etag:
                 raise PreconditionFailed(key)
-            self._write_atomic(target, data)
+            # Never re-make a folder here: a record deleted meanwhile must stay deleted.
+            try:
+                tmp = self._write_temp(target.parent, data)
+            except FileNotFoundError:
+                raise PreconditionFailed(key) from None
+            try:
+                os.replace(tmp, target)
+            except FileNotFoundError:
+                raise PreconditionFailed(key) from None
+            finally:
+                Path(tmp).unlink(missing_ok=True)
         return _etag(data)
 
     def put(self, key: str, data: bytes) -> None:

@@ -522,7 +522,8 @@ def test_all_is_pinned() -> None:
             "Status", "TERMINAL_STATUSES", "FieldType", "Role", "DatasetKind", "ImportMode",
             "SchemaField", "Schema", "DatasetGroupCreate", "DatasetGroup", "DatasetCreate",
             "Dataset", "ImportSource", "ImportProgress", "DatasetImportJobCreate",
-            "DatasetImportJob",
+            "DatasetImportJob", "RecipeInfo", "ScalingConfig", "EvaluationConfig", "Solution",
+            "SolutionVersion", "Campaign", "Event", "PutEventsResponse", "RecommendResponse",
         ]
     )  # fmt: skip
     assert all(hasattr(sdk, name) for name in sdk.__all__)
