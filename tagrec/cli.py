@@ -582,7 +582,8 @@ def ver_stop(ctx: click.Context, group: str, solution: str, version: str) -> Non
 @click.pass_context
 def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str,
                sets: tuple[str, ...], evaluation_mode: str, keep: bool) -> None:
-    """The whole path on the local platform: data → import → train → metrics vs popularity."""
+    """The whole path on the local platform: data → import → train → metrics vs popularity →
+    deploy a campaign → real-time events change the answer → latency → clean up."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     client = _client(ctx)
@@ -607,6 +608,8 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
         else:
             raise click.BadParameter(f"--data must be 'synthetic' or 'movielens:PATH', got {data!r}")
         timings["prepare_s"] = time.perf_counter() - t
+        known_users = _some_users(paths[DatasetKind.INTERACTIONS], schemas[DatasetKind.INTERACTIONS])
+        sample_user = known_users[0]
         t = time.perf_counter()
         jobs = _import_all(ctx, group, paths, schemas, "full")
         timings["import_s"] = time.perf_counter() - t
@@ -620,7 +623,16 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     timings["train_s"] = time.perf_counter() - t
     if version.status != Status.ACTIVE:
         raise click.ClickException(f"version {version.name} ended {version.status.value}")
+    t = time.perf_counter()
+    if show:
+        console.print("deploying the version as a campaign (Ray Serve)…")
+    client.campaigns.create(group, name="quickstart", solution="quickstart",
+                            solution_version=version.name)
+    campaign = client.campaigns.wait(group, "quickstart", timeout=600)
+    timings["deploy_s"] = time.perf_counter() - t
+    serving = _serving_demo(client, group, sample_user, known_users)
     if not keep:
+        client.campaigns.delete(group, "quickstart")
         client.dataset_groups.delete(group, force=True)
     result = {
         "data": data,
@@ -636,6 +648,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
         "baselines": version.baselines,
         "lift": version.lift,
         "training": version.training,
+        "serving": {"endpoint": campaign.endpoint, **serving},
         "timings": {**{k: round(v, 3) for k, v in timings.items()},
                     "version": {k: round(v, 3) for k, v in version.timings.items()}},
     }
@@ -650,8 +663,52 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     out.print(f"{version.recipe} version {version.name}: {ev.get('protocol')} on "
               f"{ev.get('test_users')} test users ({detail})")
     out.print(_metrics_table(version))
+    sv = result["serving"]
+    table = Table(f"top 5 for user {sv['user']}: before the events", "after the events")
+    for a, b in zip(sv["before"][:5], sv["after"][:5]):
+        table.add_row(a, b)
+    out.print(table)
+    out.print(f"events put: {', '.join(sv['events'])} (the answer changes at the next request)")
+    out.print(f"recommend latency over {sv['requests']} sequential requests: p50 {sv['p50_ms']:.1f} ms, "
+              f"p99 {sv['p99_ms']:.1f} ms (client-side, HTTP on 127.0.0.1)")
     out.print(f"timings: {result['timings']}")
     console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
+
+
+def _some_users(path: Path, schema: Schema, limit: int = 200) -> list[str]:
+    """Up to `limit` distinct user ids from the start of an interactions CSV."""
+    import csv
+
+    column = next(f.name for f in schema.fields if f.role is not None and f.role.value == "USER_ID")
+    users: dict[str, None] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            users[row[column]] = None
+            if len(users) >= limit:
+                break
+    return list(users)
+
+
+def _serving_demo(client: Client, group: str, user: str, users: list[str],
+                  requests: int = 100) -> dict[str, Any]:
+    """Recommend for a user, put events, recommend again; then time sequential requests."""
+    before = client.campaigns.recommend(group, "quickstart", user_id=user, num_results=10)
+    clicked = [i.item_id for i in before.items[5:8]]  # the user picks items 6-8 of the list
+    now = time.time()
+    client.events.put(group, user_id=user, session_id="quickstart", events=[
+        {"item_id": item, "event_id": f"quickstart-{k}", "event_type": "click", "event_value": 1.0,
+         "timestamp": now + k} for k, item in enumerate(clicked)])
+    after = client.campaigns.recommend(group, "quickstart", user_id=user, num_results=10)
+    latencies = []
+    for k in range(requests):
+        t0 = time.perf_counter()
+        client.campaigns.recommend(group, "quickstart", user_id=users[k % len(users)])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    latencies.sort()
+    return {"user": user, "events": clicked, "before": [i.item_id for i in before.items],
+            "after": [i.item_id for i in after.items], "requests": requests,
+            "p50_ms": round(latencies[len(latencies) // 2], 2),
+            "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
 
 
 def main(argv: list[str] | None = None) -> None:

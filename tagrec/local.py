@@ -27,6 +27,7 @@ from store.tenants import create_api_key, create_tenant, resolve_api_key
 __all__ = ["LOCAL_TENANT", "PlatformInfo", "up", "down", "status", "default_store_uri"]
 
 LOCAL_TENANT = "local"
+DEFAULT_SERVE_PORT = 8000  # Ray Serve's HTTP proxy: the campaigns' endpoints
 DEFAULT_PORT = 8765
 START_TIMEOUT_S = 60.0
 
@@ -111,8 +112,9 @@ def up(*, store_uri: str | None = None, port: int | None = None, executor: str =
     chosen = _free_port(port or int(os.environ.get("TAGREC_PORT", DEFAULT_PORT)))
     url = f"http://127.0.0.1:{chosen}"
     log_path = home_dir() / "platform.log"
+    serve_port = _free_port(int(os.environ.get("TAGREC_SERVE_PORT", DEFAULT_SERVE_PORT)))
     cmd = [sys.executable, "-m", "serving.local", "--store", store_uri, "--port", str(chosen),
-           "--executor", executor]
+           "--executor", executor, "--serve-port", str(serve_port)]
     if ray_address:
         cmd += ["--ray-address", ray_address]
     with open(log_path, "ab") as log:
