@@ -13,7 +13,9 @@ Follows Ma et al., "Temporal-Contextual Recommendation in Real-Time" (KDD'20):
   embedding is the id embedding plus a projection of the item's features (Table 1 row 2 uses the
   last item's features as input); items never seen in training are read from features alone.
 * §3.1 — sampled softmax: a shared set of negatives drawn from q ∝ freq^0.75, log q subtracted
-  from every logit, accidental hits removed.
+  from every logit, accidental hits removed. Only the rows of the per-item tables that a batch
+  touches get a gradient; `sparse_item_gradients` makes those gradients sparse, so a step costs
+  O(rows touched), not O(catalog) (training.py pairs it with a lazy Adam).
 * §3.2 — optional trend bias: log item popularity added to every score (p ∝ p(a|h)·q(a|t)).
 
 Shape legend:
@@ -123,6 +125,15 @@ class HrnnMetaModel(nn.Module):
         bias = np.zeros_like(log_pop) if self.config.trend_bias else log_pop - log_pop.mean()
         with torch.no_grad():
             self.output_bias.weight.copy_(torch.as_tensor(bias, dtype=torch.float32)[:, None])
+
+    def sparse_item_gradients(self, enabled: bool = True) -> None:
+        """Sparse gradients for the (num_items, ·) tables: input embedding, output w_j and b_j.
+
+        For sampled softmax (§3.1), where a batch touches a few thousand rows of a catalog that may
+        have millions; the optimizer must accept sparse gradients (training.LazyAdam does).
+        """
+        for table in (self.item_embedding, self.output_weight, self.output_bias):
+            table.sparse = enabled
 
     # --- mixing weight λ (§2.3) -------------------------------------------------------------
     def item_lambda(self, items: torch.Tensor, lam: torch.Tensor | float | None) -> torch.Tensor:

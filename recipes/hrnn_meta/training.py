@@ -8,10 +8,18 @@ A window covers `bptt` consecutive events of one user; the `burn_in` events befo
 the GRU as context (no loss on them), as a stateful language model carries its state from the
 previous window. Windows are shuffled with a generator seeded by (seed, epoch) and dealt to
 workers so that every worker gets the same number of windows (DDP needs equal step counts).
+
+With sampled softmax, §3.1's point is that "only a small subset of weights are updated with each
+example": `configure_optimizer` then switches the per-item tables to sparse gradients and returns
+:class:`LazyAdam`, which updates only the rows a batch touched (in a single process; see there).
+Plain Adam would read and write every row of those tables and of both moment estimates at every
+step; at 1M items that made a sampled step as slow as a full-softmax one (see
+benchmarks/large_catalog.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +32,7 @@ from .configuration import HrnnMetaConfig
 from .featurizer import HrnnMetaExamples, HrnnMetaFeaturizer, time_bucket
 from .modeling import HrnnMetaModel
 
-__all__ = ["HrnnMetaHooks", "collate_windows", "make_windows"]
+__all__ = ["HrnnMetaHooks", "LazyAdam", "collate_windows", "make_windows"]
 
 
 def make_windows(examples: HrnnMetaExamples, bptt: int, burn_in: int) -> np.ndarray:
@@ -69,6 +77,56 @@ def collate_windows(examples: HrnnMetaExamples, windows: np.ndarray,
     }
 
 
+class LazyAdam(torch.optim.Optimizer):
+    """Adam that updates only the rows present in a sparse gradient ("lazy" Adam).
+
+    Dense gradients get torch.optim.Adam's update (L2 weight decay added to the gradient). For a
+    sparse gradient (rows R of a table) the moments and the weights of rows R alone are updated,
+    as torch.optim.SparseAdam does, with weight decay on those rows; other rows keep their weights
+    and moments until a batch touches them. The bias correction counts the parameter's steps.
+    """
+
+    def __init__(self, params: Any, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                if p.grad.is_sparse:
+                    grad = p.grad.coalesce()  # one row per index, duplicates summed
+                    rows, g = grad.indices()[0], grad.values()  # (R,), (R, ...)
+                    w, m, v = p[rows], state["exp_avg"][rows], state["exp_avg_sq"][rows]  # copies
+                else:
+                    rows, g, w, m, v = None, p.grad, p, state["exp_avg"], state["exp_avg_sq"]
+                if group["weight_decay"]:
+                    g = g.add(w, alpha=group["weight_decay"])
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v.sqrt() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
+                w.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1 ** t))
+                if rows is not None:
+                    p.index_copy_(0, rows, w)
+                    state["exp_avg"].index_copy_(0, rows, m)
+                    state["exp_avg_sq"].index_copy_(0, rows, v)
+        return loss
+
+
 class HrnnMetaHooks(TrainingHooks):
     """What the generic training loop calls for HRNN-meta."""
 
@@ -92,13 +150,44 @@ class HrnnMetaHooks(TrainingHooks):
         return HrnnMetaModel.from_featurizer(self.config, self.featurizer)
 
     def configure_optimizer(self, model: HrnnMetaModel) -> torch.optim.Optimizer:
-        """Adam with the configured learning rate and weight decay."""
-        return torch.optim.Adam(model.parameters(), lr=self.config.learning_rate,
-                                weight_decay=self.config.weight_decay)
+        """Adam with the configured learning rate and weight decay.
+
+        With sampled softmax in a single process this also switches the model's per-item tables
+        to sparse gradients and returns :class:`LazyAdam` (only the rows a batch touched are
+        updated, §3.1). Under data parallelism (a torch.distributed group of more than one) the
+        gradients stay dense, as the generic loop all-reduces them as one flat dense tensor; a
+        loop that builds its own torch.optim.Adam also gets dense gradients and still works.
+        """
+        dist = torch.distributed
+        parallel = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if not self.sampled or parallel:
+            return torch.optim.Adam(model.parameters(), lr=self.config.learning_rate,
+                                    weight_decay=self.config.weight_decay)
+        getattr(model, "module", model).sparse_item_gradients(True)  # unwrap DDP
+        return LazyAdam(model.parameters(), lr=self.config.learning_rate,
+                        weight_decay=self.config.weight_decay)
 
     def clip_gradients(self, model: HrnnMetaModel) -> float:
-        """Clip the global gradient norm to max_grad_norm (call between backward and step)."""
-        return float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.config.max_grad_norm))
+        """Clip the global gradient norm to max_grad_norm (call between backward and step).
+
+        Returns the norm before clipping. Sparse gradients are coalesced (duplicate rows summed)
+        first, so their norm is the gradient's own.
+        """
+        params = [p for p in model.parameters() if p.grad is not None]
+        if not any(p.grad.is_sparse for p in params):
+            return float(torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm))
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad = p.grad.coalesce()
+        total = torch.linalg.vector_norm(torch.stack([
+            torch.linalg.vector_norm(p.grad.values() if p.grad.is_sparse else p.grad) for p in params]))
+        coef = min(1.0, self.config.max_grad_norm / (float(total) + 1e-6))
+        for p in params:
+            if p.grad.is_sparse:
+                p.grad = p.grad * coef  # out of place: an in-place product drops the coalesced flag
+            else:
+                p.grad.mul_(coef)
+        return float(total)
 
     def batches(self, examples: HrnnMetaExamples, *, epoch: int, rank: int = 0,
                 world_size: int = 1) -> Iterator[dict[str, Any]]:

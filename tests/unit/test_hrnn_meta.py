@@ -5,6 +5,7 @@ All data come from `sdk.synthetic.generate` (seeded, with planted successor stru
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from recipes.hrnn_meta import (
     HrnnMetaPredictor,
 )
 from recipes.hrnn_meta.featurizer import OOV, time_bucket
-from recipes.hrnn_meta.training import make_windows
+from recipes.hrnn_meta.training import LazyAdam, make_windows
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
 
@@ -254,8 +255,10 @@ def test_sampled_softmax_with_every_item_once_equals_full_softmax(data: Syntheti
     torch.testing.assert_close(sampled, full)
 
 
-def test_overfits_one_batch(data: SyntheticData, fitted: HrnnMetaFeaturizer) -> None:
-    config = SMALL.model_copy(update={"dropout": 0.0, "learning_rate": 0.02})
+@pytest.mark.parametrize("sampled", [False, True])
+def test_overfits_one_batch(data: SyntheticData, fitted: HrnnMetaFeaturizer, sampled: bool) -> None:
+    config = SMALL.model_copy(update={"dropout": 0.0, "learning_rate": 0.02, "num_negatives": 16,
+                                      "sampled_softmax_threshold": 0 if sampled else 10**6})
     hooks = HrnnMetaHooks(config, fitted)
     model = hooks.build_model()
     optimizer = hooks.configure_optimizer(model)
@@ -268,6 +271,85 @@ def test_overfits_one_batch(data: SyntheticData, fitted: HrnnMetaFeaturizer) -> 
         hooks.clip_gradients(model)
         optimizer.step()
     assert float(loss.detach()) < 0.2 * first, (first, float(loss.detach()))
+
+
+def test_lazy_adam_equals_adam_on_dense_gradients() -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(a.detach().clone())
+    ref = torch.optim.Adam([a], lr=0.05, weight_decay=0.01)
+    lazy = LazyAdam([b], lr=0.05, weight_decay=0.01)
+    for _ in range(5):
+        g = torch.randn(5, 3)
+        a.grad, b.grad = g.clone(), g.clone()
+        ref.step()
+        lazy.step()
+    torch.testing.assert_close(b, a)
+
+
+def test_sampled_softmax_updates_only_the_rows_a_batch_touches(data: SyntheticData,
+                                                               fitted: HrnnMetaFeaturizer) -> None:
+    """§3.1: with sampled softmax only the sampled items' weights move (sparse gradients)."""
+    config = SMALL.model_copy(update={"sampled_softmax_threshold": 0, "num_negatives": 8,
+                                      "max_grad_norm": 1e-3, "weight_decay": 0.01})
+    hooks = HrnnMetaHooks(config, fitted)
+    model = hooks.build_model()
+    optimizer = hooks.configure_optimizer(model)
+    assert isinstance(optimizer, LazyAdam) and model.output_weight.sparse
+    batch = first_batch(hooks, data)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer.zero_grad()
+    hooks.loss(model, batch).backward()
+    assert model.output_weight.weight.grad.is_sparse
+    norm = hooks.clip_gradients(model)
+    grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad
+             for p in model.parameters() if p.grad is not None]
+    clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    assert norm > config.max_grad_norm and clipped <= config.max_grad_norm * 1.001
+    optimizer.step()
+    touched_out = torch.cat([batch["targets"][batch["targets"] > 0], batch["negatives"]]).unique()
+    touched_in = batch["items"][batch["items"] > 0].unique()
+    for name, rows in (("output_weight.weight", touched_out), ("output_bias.weight", touched_out),
+                       ("item_embedding.weight", touched_in)):
+        moved = (dict(model.named_parameters())[name] != before[name]).any(dim=1)
+        assert moved.nonzero().flatten().tolist() == rows.tolist(), name
+    assert not torch.equal(model.gru.weight_ih_l0, before["gru.weight_ih_l0"])  # dense: Adam
+
+
+def test_lazy_adam_checkpoint_resumes_exactly(data: SyntheticData,
+                                              fitted: HrnnMetaFeaturizer) -> None:
+    """The generic loop checkpoints optimizer.state_dict() and loads it with weights_only=True."""
+    import io
+
+    config = SMALL.model_copy(update={"sampled_softmax_threshold": 0, "num_negatives": 8,
+                                      "dropout": 0.0})
+    hooks = HrnnMetaHooks(config, fitted)
+    batches = list(itertools.islice(hooks.batches(hooks.featurizer.transform(data.tables()),
+                                                  epoch=0), 3))
+
+    def run(model: HrnnMetaModel, optimizer: torch.optim.Optimizer, steps: list[dict]) -> None:
+        for batch in steps:
+            optimizer.zero_grad()
+            hooks.loss(model, batch).backward()
+            hooks.clip_gradients(model)
+            optimizer.step()
+
+    straight = hooks.build_model()
+    run(straight, hooks.configure_optimizer(straight), batches)
+    first = hooks.build_model()
+    optimizer = hooks.configure_optimizer(first)
+    run(first, optimizer, batches[:2])
+    buffer = io.BytesIO()
+    torch.save({"model": first.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    resumed = hooks.build_model()
+    optimizer = hooks.configure_optimizer(resumed)
+    resumed.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    run(resumed, optimizer, batches[2:])
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, msg=name)
 
 
 def test_loss_goes_through_forward_so_ddp_wrapping_works(data: SyntheticData,
