@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from sdk.types import Status
@@ -24,6 +25,8 @@ __all__ = ["JobRunner", "RayJobRunner", "ThreadJobRunner", "make_runner"]
 log = logging.getLogger("tagrec.jobs")
 
 
+_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGES = [str(_ROOT / p) for p in ("sdk", "store", "recipes", "training_jobs", "serving")]
 _OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value, Status.CREATE_STOPPING.value)
 
 
@@ -168,8 +171,10 @@ class RayJobRunner(JobRunner):
                     env = {k: v for k, v in os.environ.items()
                            if k.startswith(("AWS_", "TAGREC_"))}
                     if self.address:
-                        ray.init(address=self.address, runtime_env={"env_vars": env},
-                                 log_to_driver=False)
+                        # A cluster elsewhere runs our code too: ship the product's packages
+                        # (its Python environment must have the same dependencies).
+                        ray.init(address=self.address, log_to_driver=False,
+                                 runtime_env={"env_vars": env, "py_modules": _PACKAGES})
                     else:
                         # Small machines: no dashboard, a modest object store, loopback only.
                         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
