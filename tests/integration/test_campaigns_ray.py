@@ -4,11 +4,14 @@ change the next answer, a version switch under continuous requests, delete."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from sdk import BadRequestError, Client, NotFoundError, Status
@@ -170,6 +173,60 @@ def test_version_switch_under_load_drops_no_request(deployed) -> None:
     assert done.solution_version == v2.name and done.last_update_failure is None
     assert failures == [], failures[:5]
     assert seen.get(version, 0) > 0 and seen.get(v2.name, 0) > 0, seen
+
+
+def test_a_replica_killed_under_load_costs_no_request_with_one_retry(deployed) -> None:
+    client, group, _, _, histories, c = deployed
+    scaled = client.campaigns.update(group, "c", min_replicas=2, max_replicas=2)
+    assert scaled.pending_update == {"min_replicas": 2, "max_replicas": 2} or scaled.pending_update
+    c = client.campaigns.wait(group, "c", timeout=180)
+    assert c.min_replicas == 2 and c.last_update_failure is None
+    users = sorted(histories)[:20]
+    stop = threading.Event()
+    first_failures: list[str] = []
+    final_failures: list[str] = []
+    ok = [0]
+
+    def send(http: httpx.Client, user: str) -> str | None:
+        try:
+            r = http.post(f"{c.endpoint}/recommend", json={"user_id": user},
+                          headers={"Authorization": f"Bearer {client.api_key}"})
+        except httpx.HTTPError as e:
+            return f"{type(e).__name__}"
+        return None if r.status_code == 200 else f"{r.status_code}"
+
+    def load() -> None:
+        with httpx.Client(timeout=30) as http:
+            i = 0
+            while not stop.is_set():
+                user = users[i % len(users)]
+                i += 1
+                error = send(http, user)
+                if error is not None:
+                    first_failures.append(error)
+                    error = send(http, user)  # one client retry
+                    if error is not None:
+                        final_failures.append(error)
+                        continue
+                ok[0] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    app = f"campaign--tenant-a--{group}--c"
+    replicas = [p for p in psutil.process_iter(["pid", "cmdline"])
+                if "ServeReplica" in " ".join(p.info["cmdline"] or []) and app in " ".join(
+                    p.info["cmdline"] or [])]
+    assert len(replicas) == 2, [p.info["cmdline"] for p in replicas]
+    os.kill(replicas[0].info["pid"], signal.SIGKILL)
+    time.sleep(4.0)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    print(f"replica killed under load: {ok[0]} answered, {len(first_failures)} failed on the first "
+          f"attempt ({sorted(set(first_failures))}), {len(final_failures)} after one retry")
+    assert ok[0] > 0 and final_failures == [], final_failures[:5]
 
 
 def test_delete_removes_the_endpoint(deployed, ray_platform: Platform) -> None:
