@@ -568,6 +568,132 @@ def ver_stop(ctx: click.Context, group: str, solution: str, version: str) -> Non
     _emit(ctx, _client(ctx).solution_versions.stop(group, solution, version), VERSION_COLUMNS)
 
 
+# ---- campaigns and events ----
+CAMPAIGN_COLUMNS = ["name", "status", "solution_version", "min_replicas", "max_replicas", "endpoint",
+                    "failure_reason"]
+
+
+@cli.group()
+def campaigns() -> None:
+    """Campaigns: solution versions deployed as live recommendation endpoints (Ray Serve)."""
+
+
+@campaigns.command("create")
+@click.option("--group", "-g", required=True)
+@click.option("--name", "-n", required=True)
+@click.option("--solution", "-s", required=True)
+@click.option("--version", "-v", "version", required=True, help="An ACTIVE solution version.")
+@click.option("--min-replicas", type=int, default=1)
+@click.option("--max-replicas", type=int, default=1)
+@click.option("--max-ongoing-requests", type=int, default=32)
+@click.option("--max-queued-requests", type=int, default=64)
+@click.option("--wait/--no-wait", default=True)
+@click.pass_context
+def camp_create(ctx: click.Context, group: str, name: str, solution: str, version: str,
+                min_replicas: int, max_replicas: int, max_ongoing_requests: int,
+                max_queued_requests: int, wait: bool) -> None:
+    """Deploy a solution version."""
+    client = _client(ctx)
+    c = client.campaigns.create(group, name=name, solution=solution, solution_version=version,
+                                min_replicas=min_replicas, max_replicas=max_replicas,
+                                max_ongoing_requests=max_ongoing_requests,
+                                max_queued_requests=max_queued_requests)
+    _emit(ctx, client.campaigns.wait(group, name) if wait else c, CAMPAIGN_COLUMNS)
+
+
+@campaigns.command("list")
+@click.option("--group", "-g", required=True)
+@click.pass_context
+def camp_list(ctx: click.Context, group: str) -> None:
+    """List the campaigns of a group."""
+    _emit(ctx, _client(ctx).campaigns.list(group), CAMPAIGN_COLUMNS)
+
+
+@campaigns.command("describe")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def camp_describe(ctx: click.Context, group: str, name: str) -> None:
+    """Show one campaign."""
+    _emit(ctx, _client(ctx).campaigns.retrieve(group, name),
+          CAMPAIGN_COLUMNS + ["pending_update", "last_update_failure"])
+
+
+@campaigns.command("update")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.option("--solution", "-s", default=None)
+@click.option("--version", "-v", "version", default=None)
+@click.option("--min-replicas", type=int, default=None)
+@click.option("--max-replicas", type=int, default=None)
+@click.option("--wait/--no-wait", default=True)
+@click.pass_context
+def camp_update(ctx: click.Context, group: str, name: str, solution: str | None, version: str | None,
+                min_replicas: int | None, max_replicas: int | None, wait: bool) -> None:
+    """Switch to another version or scaling (the old replicas serve until the new are healthy)."""
+    client = _client(ctx)
+    c = client.campaigns.update(group, name, solution=solution, solution_version=version,
+                                min_replicas=min_replicas, max_replicas=max_replicas)
+    _emit(ctx, client.campaigns.wait(group, name) if wait else c,
+          CAMPAIGN_COLUMNS + ["last_update_failure"])
+
+
+@campaigns.command("delete")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def camp_delete(ctx: click.Context, group: str, name: str) -> None:
+    """Remove a campaign and its endpoint."""
+    _client(ctx).campaigns.delete(group, name)
+    console.print(f"deleted campaign {name}")
+
+
+@campaigns.command("recommend")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.option("--user", "-u", "user_id", required=True)
+@click.option("--num-results", "-k", type=int, default=25)
+@click.option("--items", default=None, help="Comma-separated items to rank instead (GetPersonalizedRanking).")
+@click.pass_context
+def camp_recommend(ctx: click.Context, group: str, name: str, user_id: str, num_results: int,
+                   items: str | None) -> None:
+    """Ask a campaign for a user's recommendations (or rank --items for the user)."""
+    client = _client(ctx)
+    if items:
+        r = client.campaigns.rank(group, name, user_id=user_id, items=items.split(","))
+    else:
+        r = client.campaigns.recommend(group, name, user_id=user_id, num_results=num_results)
+    if ctx.obj["output"] == "json":
+        _emit(ctx, r, [])
+        return
+    _emit(ctx, [i.model_dump() for i in r.items], ["item_id", "score"])
+    console.print(f"version {r.solution_version}" + (" (popularity fallback: unknown user)"
+                                                      if r.fallback else ""))
+
+
+@cli.group()
+def events() -> None:
+    """Real-time events (acknowledged once durable; the next recommendation reflects them)."""
+
+
+@events.command("put")
+@click.option("--group", "-g", required=True)
+@click.option("--user", "-u", "user_id", required=True)
+@click.option("--session", "session_id", required=True)
+@click.option("--item", "items", multiple=True, required=True, help="An item the user interacted with.")
+@click.option("--type", "event_type", default="click", show_default=True)
+@click.option("--value", "event_value", type=float, default=1.0, show_default=True)
+@click.pass_context
+def events_put(ctx: click.Context, group: str, user_id: str, session_id: str, items: tuple[str, ...],
+               event_type: str, event_value: float) -> None:
+    """Record events of a user (one per --item, now)."""
+    now = time.time()
+    r = _client(ctx).events.put(group, user_id=user_id, session_id=session_id, events=[
+        {"item_id": it, "event_type": event_type, "event_value": event_value, "timestamp": now + k / 1000}
+        for k, it in enumerate(items)])
+    _emit(ctx, r, ["accepted", "duplicates"])
+
+
 # ---- quickstart ----
 @cli.command()
 @click.option("--data", default="synthetic",
