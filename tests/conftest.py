@@ -7,6 +7,7 @@ production; the control plane is the real app served by uvicorn on 127.0.0.1.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -159,3 +160,35 @@ INTERACTIONS_SCHEMA = {
         {"name": "event_value", "type": "float", "role": "EVENT_VALUE"},
     ]
 }
+
+
+def import_synthetic(client, directory: Path, **sizes: int):  # -> (group, SyntheticData)
+    """A new dataset group holding seeded synthetic interactions, items and users, imported
+    through the SDK (`sizes`: seed, n_users, n_items, n_interactions of sdk.synthetic.generate)."""
+    from sdk.synthetic import generate
+
+    data = generate(**sizes)
+    group = unique()
+    client.dataset_groups.create(group)
+    paths = data.write_csv(directory)
+    for kind, schema in data.schemas.items():
+        client.datasets.create(group, kind=kind, schema=schema)
+        client.dataset_import_jobs.create_and_wait(group, dataset=kind, source=paths[kind],
+                                                   poll_interval=0.2)
+    return group, data
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process and everything it started (e.g. the Ray cluster of a platform)."""
+    import psutil
+
+    try:
+        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = [proc.pid]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(30)

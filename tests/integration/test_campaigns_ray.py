@@ -15,8 +15,7 @@ import psutil
 import pytest
 
 from sdk import BadRequestError, Client, NotFoundError, Status
-from sdk.synthetic import generate
-from tests.conftest import Platform, unique
+from tests.conftest import Platform, import_synthetic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,14 +23,7 @@ TINY = {"epochs": 2, "hidden_size": 16, "item_embedding_dim": 16, "batch_size": 
 
 
 def _trained_group(client: Client, tmp: Path) -> tuple[str, str, str, dict]:
-    data = generate(seed=5, n_users=150, n_items=100, n_interactions=5000)
-    group = unique()
-    client.dataset_groups.create(group)
-    paths = data.write_csv(tmp)
-    for kind, schema in data.schemas.items():
-        client.datasets.create(group, kind=kind, schema=schema)
-        client.dataset_import_jobs.create_and_wait(group, dataset=kind, source=paths[kind],
-                                                   poll_interval=0.2)
+    group, data = import_synthetic(client, tmp, seed=5, n_users=150, n_items=100, n_interactions=5000)
     client.solutions.create(group, name="s", recipe="hrnn-meta", hyperparameters=TINY,
                             evaluation={"min_test_users": 30, "holdout_last": 2})
     v = client.solution_versions.create(group, solution="s")

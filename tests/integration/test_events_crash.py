@@ -4,19 +4,17 @@ the event log actor) between acknowledge and flush, and are stored exactly once.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from sdk import Client
 from store import Store, StoreConfig
 from store.tenants import create_tenant
-from tests.conftest import INTERACTIONS_SCHEMA, free_port, wait_http
+from tests.conftest import INTERACTIONS_SCHEMA, free_port, kill_tree, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,17 +29,6 @@ def _start(store_uri: str, port: int, flush_s: float, log: Path) -> subprocess.P
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
     wait_http(f"http://127.0.0.1:{port}/healthz", timeout=60)
     return proc
-
-
-def _kill_all(proc: subprocess.Popen) -> None:
-    """SIGKILL the platform and everything it started (its Ray cluster included)."""
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(10)
 
 
 def _rows(client: Client, group: str) -> int:
@@ -66,7 +53,7 @@ def test_acknowledged_events_survive_kill_9_exactly_once(tmp_path: Path) -> None
             acked += ack.accepted
         assert acked == 12 and _rows(client, "g") == 0
     finally:
-        _kill_all(proc)
+        kill_tree(proc)
     proc = _start(store_uri, port, flush_s=0.5, log=log)
     try:
         client = Client(base_url=f"http://127.0.0.1:{port}", api_key=key, start_local=False)
@@ -81,4 +68,4 @@ def test_acknowledged_events_survive_kill_9_exactly_once(tmp_path: Path) -> None
         time.sleep(2.0)  # a few flush periods
         assert _rows(client, "g") == acked
     finally:
-        _kill_all(proc)
+        kill_tree(proc)

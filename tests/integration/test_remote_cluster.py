@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,33 +13,19 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from sdk import Client, Status
 from sdk.synthetic import generate
 from store import Store, StoreConfig
 from store.tenants import create_tenant
-from tests.conftest import free_port, wait_http
+from tests.conftest import free_port, kill_tree, wait_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
        "PYTHONPATH": str(ROOT)}
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    try:
-        family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        family = [proc.pid]
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(30)
 
 
 @pytest.fixture
@@ -65,7 +50,7 @@ def remote_cluster(tmp_path: Path):
         assert time.monotonic() < deadline, "the Ray head did not start"
         time.sleep(1)
     yield f"127.0.0.1:{port}"
-    _kill_tree(head)
+    kill_tree(head)
     shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -100,7 +85,7 @@ def test_version_and_campaign_run_on_a_cluster_by_address(remote_cluster: str, t
         user = data.interactions.column("user_id")[0].as_py()
         assert len(client.campaigns.recommend("g", "c", user_id=user, num_results=5).items) == 5
     finally:
-        _kill_tree(platform)
+        kill_tree(platform)
     # The campaign lives on the cluster, not in the control plane: it still answers.
     r = httpx.post(f"{c.endpoint}/recommend", json={"user_id": user, "num_results": 3},
                    headers={"Authorization": f"Bearer {key}"}, timeout=30)

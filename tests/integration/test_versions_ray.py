@@ -16,9 +16,8 @@ import pytest
 
 from recipes import get_recipe
 from sdk import Client, ResourceFailedError, Status
-from sdk.synthetic import generate
 from store import Keys, Store, StoreConfig
-from tests.conftest import INTERACTIONS_SCHEMA, Platform, unique
+from tests.conftest import INTERACTIONS_SCHEMA, Platform, import_synthetic, unique
 from tests.integration.test_train_ray import _kill_a_train_worker_after_first_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,14 +28,8 @@ KS = (5, 10, 25)
 
 def _group_with_data(client: Client, tmp: Path, *, n_users: int = 200, n_items: int = 120,
                      n_interactions: int = 6000, seed: int = 0) -> tuple[str, dict]:
-    data = generate(seed=seed, n_users=n_users, n_items=n_items, n_interactions=n_interactions)
-    group = unique()
-    client.dataset_groups.create(group)
-    paths = data.write_csv(tmp)
-    for kind, schema in data.schemas.items():
-        client.datasets.create(group, kind=kind, schema=schema)
-        client.dataset_import_jobs.create_and_wait(group, dataset=kind, source=paths[kind],
-                                                   poll_interval=0.2)
+    group, _ = import_synthetic(client, tmp, seed=seed, n_users=n_users, n_items=n_items,
+                                n_interactions=n_interactions)
     return group, {d.kind.value: d.current_snapshot for d in client.datasets.list(group)}
 
 

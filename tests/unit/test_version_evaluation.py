@@ -3,28 +3,18 @@ next to its baseline, exactly as `training_jobs.solution_version` does after tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
 from recipes.hrnn_meta import HrnnMetaConfig, HrnnMetaFeaturizer, HrnnMetaHooks, HrnnMetaPredictor
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, EvaluationConfig
+from tests.unit.test_hrnn_meta import _one_thread  # noqa: F401 - the same autouse fixture
 from training_jobs.evaluation import cold_start_split, temporal_holdout
 from training_jobs.solution_version import evaluate_version
 
 COLS = {"user": "user_id", "item": "item_id", "time": "timestamp", "event_type": "event_type",
         "event_value": "event_value"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
