@@ -5,18 +5,30 @@
    name that exists nowhere; denied requests write nothing. Recipes are global (every tenant sees
    the same ones) but still need a valid key. A test pins the matrix to the app's routes, so a new
    endpoint without a matrix entry fails.
-2. Names: hostile group/kind/job/solution/version/recipe path segments and body names are refused
-   with a 4xx and never reach the store (the store folder holds only `tenants/tenant-{a,b}/...`
-   and `system/...`).
+2. Names: hostile group/kind/job/solution/version/recipe/campaign path segments and body names
+   are refused with a 4xx and never reach the store (the store folder holds only
+   `tenants/tenant-{a,b}/...` and `system/...`); hostile event values are data, never paths.
 3. Request validation: malformed bodies are a 4xx with the `{"error": {...}}` body, naming the
-   offending field (for a solution's hyperparameters: `hyperparameters.<key>`).
+   offending field (for a solution's hyperparameters: `hyperparameters.<key>`; inside an event:
+   `events.<i>.<field>`).
 4. Duplicates: 409 on a second create, exactly one winner under a race, idempotent retries (a
-   version's Idempotency-Key names the version: retries find it instead of training again).
+   version's Idempotency-Key names the version: retries find it instead of training again); an
+   event id seen before (per user) is a duplicate, never stored twice.
 
 Solution versions: the `platform` fixture runs jobs on threads, where training cannot start (it
 runs on Ray), so a version created here ends CREATE_FAILED at once with a reason saying so; that
 is a real version record, enough to address it. The one version that must still be training (to
 be stopped) is such a version set back to CREATE_IN_PROGRESS in the store, as a Ray job holds it.
+
+Campaigns: creating one needs an ACTIVE version, which only Ray training makes, so a version is
+set ACTIVE in the store as a finished training job leaves it. The campaign is then created and
+ends CREATE_FAILED at once (it runs on Ray Serve, which this platform has not): a real campaign
+record, enough to address it; updating it is a 409 (only an ACTIVE campaign can be updated).
+
+Events: the event log runs in this process; accepted events are written to the group's
+write-ahead log in the store and flushed into the interactions dataset within seconds. Tests
+that put events wait for that flush, so no write lands during a later test's "nothing was
+written" check.
 
 Requests are raw httpx, or raw httpcore where a path must reach the server un-normalised
 (httpx removes `..` segments), so each test sends exactly what it says.
@@ -51,6 +63,9 @@ G = "/v1/dataset-groups"
 ITEMS_SCHEMA = {"fields": [{"name": "item_id", "type": "string", "role": "ITEM_ID"}]}
 SOL = G + "/{group}/solutions"
 VER = SOL + "/{solution}/versions"
+CAMP = G + "/{group}/campaigns"
+CAMP_ONE = CAMP + "/{campaign}"
+EVENTS = G + "/{group}/events"
 RECIPE = "hrnn-meta"
 CSV = ("user_id,item_id,timestamp,event_type,event_value\n"
        + "".join(f"u{i % 5},i{i % 9},{1_700_000_000 + i},click,1\n" for i in range(30))).encode()
@@ -145,6 +160,72 @@ def make_version(http: httpx.Client, key: str, group: str, solution: str) -> str
     return r.json()["name"]
 
 
+def registry_of(platform: Platform) -> Any:
+    return Store(StoreConfig.from_env(platform.store_uri)).registry
+
+
+def set_version_active(platform: Platform, group: str, solution: str, version: str) -> None:
+    """A's version made ACTIVE in the store, as a finished Ray training job leaves its record."""
+    registry_of(platform).update(Keys("tenant-a").version_record(group, solution, version), lambda d: {
+        **d, "status": "ACTIVE", "failure_reason": None, "updated_at": now_iso(),
+        "progress": {"phase": "done", "epoch": 1, "epochs": 1}})
+
+
+def put_version(platform: Platform, group: str, solution: str, status: str = "ACTIVE") -> str:
+    """A new version of A's `solution` with `status`, its record written into the store as the
+    training job writes it (on the thread platform training cannot run); its name."""
+    name, now = f"v-{uuid.uuid4().hex[:16]}", now_iso()
+    registry_of(platform).create(Keys("tenant-a").version_record(group, solution, name), {
+        "name": name, "dataset_group": group, "solution": solution, "recipe": RECIPE,
+        "training_mode": "full", "hyperparameters": {"epochs": 1}, "scaling": {},
+        "evaluation_config": {}, "status": status, "failure_reason": None,
+        "progress": {"phase": "done", "epoch": 1, "epochs": 1}, "created_at": now,
+        "updated_at": now, "idempotency_key": None})
+    return name
+
+
+def make_campaign(http: httpx.Client, key: str, group: str, solution: str, version: str,
+                  name: str | None = None) -> str:
+    """A new campaign of an ACTIVE version (it ends CREATE_FAILED at once: no Ray Serve); its name."""
+    name = name or unique("camp")
+    r = http.post(f"{G}/{group}/campaigns", headers=bearer(key),
+                  json={"name": name, "solution": solution, "solution_version": version})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "CREATE_FAILED", r.text
+    assert r.json()["failure_reason"].startswith("could not deploy"), r.text
+    return name
+
+
+def events_body(user: str = "u-iso", event_id: str | None = "e-iso", n: int = 1) -> dict[str, Any]:
+    """A put-events body of `n` events (event ids `event_id`, `event_id`-1, ... when given)."""
+    events = [{"item_id": f"i{i}", "timestamp": 1_700_000_500 + i, "event_type": "click",
+               "event_value": 1.0} for i in range(n)]
+    if event_id is not None:
+        for i, e in enumerate(events):
+            e["event_id"] = event_id if i == 0 else f"{event_id}-{i}"
+    return {"user_id": user, "session_id": "s-iso", "events": events}
+
+
+def events_dir(tenant: str, group: str) -> str:
+    return f"tenants/{tenant}/dataset-groups/{group}/events"
+
+
+def wait_flushed(http: httpx.Client, root: Path, key: str, tenant: str, group: str, rows: int,
+                 timeout: float = 60) -> None:
+    """Wait until the group's accepted events are in its interactions dataset (`rows` rows in
+    all) and its write-ahead log is empty: the event log writes nothing more after that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = http.get(f"{G}/{group}/datasets/interactions", headers=bearer(key))
+        assert r.status_code == 200, r.text
+        wal = store_files(root, f"{events_dir(tenant, group)}/wal")
+        if r.json()["row_count"] == rows and not wal:
+            return
+        assert r.json()["row_count"] <= rows, r.text
+        assert time.monotonic() < deadline, (r.json()["row_count"], rows, wal)
+        time.sleep(0.1)
+
+
 def list_names(http: httpx.Client, key: str, path: str) -> set[str]:
     r = http.get(path, params={"max_results": 1000} if path == G else None, headers=bearer(key))
     assert r.status_code == 200, r.text
@@ -182,20 +263,21 @@ class Names:
     solution: str = ""
     version: str = ""
     recipe: str = RECIPE
+    campaign: str = ""
 
     @staticmethod
     def nowhere() -> Names:
         """Names that exist in no tenant, as long as real ones (so answers compare as bytes)."""
         return Names(unique(), unique("job"), uuid.uuid4().hex, solution=unique("sol"),
-                     version=f"v-{uuid.uuid4().hex[:16]}")
+                     version=f"v-{uuid.uuid4().hex[:16]}", campaign=unique("camp"))
 
 
 @dataclass
 class World:
     http: httpx.Client
     platform: Platform
-    # tenant A: a group with an interactions dataset, a finished import, an upload, a solution
-    # and a (failed) version of it
+    # tenant A: a group with an interactions dataset (a finished import and one flushed event),
+    # an upload, a solution, an ACTIVE version of it and a (failed) campaign of that version
     a: Names
     b_group: str  # tenant B's own group
     baseline: dict[str, Any] = field(default_factory=dict)
@@ -213,7 +295,8 @@ class World:
         for path in (group, f"{group}/datasets", f"{group}/datasets/{a.kind}",
                      f"{group}/import-jobs", f"{group}/import-jobs/{a.job}",
                      f"{group}/solutions", solution, f"{solution}/versions",
-                     f"{solution}/versions/{a.version}"):
+                     f"{solution}/versions/{a.version}", f"{group}/campaigns",
+                     f"{group}/campaigns/{a.campaign}"):
             r = self.http.get(path, headers=bearer(key))
             view[path] = (r.status_code, r.json())
         return view
@@ -234,11 +317,18 @@ def world(http: httpx.Client, platform: Platform) -> World:
     job = import_now(http, key, group, upload_id)
     solution = make_solution(http, key, group)
     version = make_version(http, key, group, solution)
-    w = World(http, platform, Names(group, job, upload_id, solution=solution, version=version),
+    set_version_active(platform, group, solution, version)
+    campaign = make_campaign(http, key, group, solution, version)
+    r = http.post(f"{G}/{group}/events", json=events_body("u-world", "e-world"), headers=bearer(key))
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
+    w = World(http, platform, Names(group, job, upload_id, solution=solution, version=version,
+                                    campaign=campaign),
               make_group(http, platform.key_b, kind="interactions"))
+    wait_flushed(http, w.root, key, "tenant-a", group, TRAINABLE_ROWS + 1)
+    assert store_files(w.root, f"{events_dir('tenant-a', group)}/done"), "no trace of the event"
     w.baseline = w.a_view()
-    assert w.baseline[f"{G}/{group}/datasets/interactions"][1]["row_count"] == TRAINABLE_ROWS
-    assert w.baseline[f"{G}/{group}/solutions/{solution}/versions/{version}"][0] == 200
+    assert w.baseline[f"{G}/{group}/solutions/{solution}/versions/{version}"][1]["status"] == "ACTIVE"
+    assert w.baseline[f"{G}/{group}/campaigns/{campaign}"][1]["status"] == "CREATE_FAILED"
     return w
 
 
@@ -317,6 +407,19 @@ def _new_training_version(w: World) -> Names:
     return replace(n, version=version)
 
 
+def _new_active_version(w: World) -> Names:
+    """A's new group with a solution and an ACTIVE version of it (no campaign yet)."""
+    n = _new_solution(w)
+    return replace(n, version=put_version(w.platform, n.group, n.solution), campaign=unique("camp"))
+
+
+def _new_campaign(w: World) -> Names:
+    """A's new group with a solution, an ACTIVE version and a (failed) campaign of it."""
+    n = _new_active_version(w)
+    make_campaign(w.http, w.platform.key_a, n.group, n.solution, n.version, n.campaign)
+    return n
+
+
 def _job_body(n: Names) -> dict[str, Any]:
     return {"name": n.job, "dataset": n.kind, "source": {"upload_id": n.upload_id}}
 
@@ -327,6 +430,14 @@ def _solution_body(n: Names) -> dict[str, Any]:
 
 def _sol_path(n: Names) -> str:
     return f"{G}/{n.group}/solutions/{n.solution}"
+
+
+def _campaign_body(n: Names) -> dict[str, Any]:
+    return {"name": n.campaign, "solution": n.solution, "solution_version": n.version}
+
+
+def _campaign_path(n: Names) -> str:
+    return f"{G}/{n.group}/campaigns/{n.campaign}"
 
 
 ENDPOINTS = [
@@ -368,6 +479,15 @@ ENDPOINTS = [
     Endpoint("POST", VER + "/{version}/stop", NAMED,
              lambda n: Call(f"{_sol_path(n)}/versions/{n.version}/stop"),
              fresh=_new_training_version),
+    Endpoint("POST", CAMP, NAMED,
+             lambda n: Call(f"{G}/{n.group}/campaigns", json=_campaign_body(n)),
+             fresh=_new_active_version),
+    Endpoint("GET", CAMP, NAMED, lambda n: Call(f"{G}/{n.group}/campaigns")),
+    Endpoint("GET", CAMP_ONE, NAMED, lambda n: Call(_campaign_path(n))),
+    Endpoint("PATCH", CAMP_ONE, NAMED, lambda n: Call(_campaign_path(n), json={"max_replicas": 2})),
+    Endpoint("DELETE", CAMP_ONE, NAMED, lambda n: Call(_campaign_path(n)), fresh=_new_campaign),
+    Endpoint("POST", EVENTS, NAMED, lambda n: Call(f"{G}/{n.group}/events", json=events_body()),
+             fresh=_new_dataset),
 ]
 
 CREDENTIALS: dict[str, Callable[[Platform], dict[str, str]]] = {
@@ -396,7 +516,8 @@ def test_matrix_covers_every_endpoint(platform: Platform, tmp_path: Path) -> Non
 def _comparable(r: httpx.Response, names: Names) -> tuple[int, str, bytes]:
     """An answer with the names it addressed blanked out."""
     body = r.content
-    for name in (names.group, names.job, names.upload_id, names.solution, names.version):
+    for name in (names.group, names.job, names.upload_id, names.solution, names.version,
+                 names.campaign):
         if name:
             body = body.replace(name.encode(), b"<name>")
     return r.status_code, r.headers.get("content-type", ""), body
@@ -420,6 +541,7 @@ def test_tenant_isolation(world: World, ep: Endpoint, cred: str) -> None:
     own = cred.startswith("own")
     names = ep.fresh(world) if ep.fresh and (own or ep.scope == CREATE) else world.a
     before = store_files(world.root)
+    a_events = events_dir("tenant-a", world.a.group)
 
     r = ep.send(http, names, headers)
 
@@ -430,6 +552,10 @@ def test_tenant_isolation(world: World, ep: Endpoint, cred: str) -> None:
         a_files = "tenants/tenant-a/"
         assert {k: v for k, v in store_files(world.root).items() if k.startswith(a_files)} == \
             {k: v for k, v in before.items() if k.startswith(a_files)}
+        assert store_files(world.root, a_events) == \
+            {k: v for k, v in before.items() if k.startswith(a_events + "/")}, "events reached A"
+        # ... nor B's own namespace under A's group name (no event log, no campaign there)
+        assert store_files(world.root, f"tenants/tenant-b/dataset-groups/{world.a.group}") == {}
     else:
         assert_unauthenticated(r)
         if ep.scope == NAMED:
@@ -440,6 +566,14 @@ def test_tenant_isolation(world: World, ep: Endpoint, cred: str) -> None:
 
 def _check_own(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
     key = w.platform.key_a
+    if (ep.method, ep.route) == ("PATCH", CAMP_ONE):
+        # The owner reaches the campaign: it exists, but only an ACTIVE one can be updated (A's
+        # is CREATE_FAILED: no Serve here). Not the 404 others get; nothing changed (a_view).
+        assert r.status_code == 409, r.text
+        err = error_of(r)
+        assert err["type"] == "conflict", err
+        assert names.campaign in err["message"] and "CREATE_FAILED" in err["message"], err
+        return
     assert 200 <= r.status_code < 300, (r.status_code, r.text)
     if ep.scope == WHOAMI:
         assert r.json() == {"tenant": "tenant-a"}
@@ -459,6 +593,8 @@ def _check_own(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
         assert r.json()["id"] == RECIPE
     elif ep.route.startswith(SOL):
         _check_own_solutions(w, ep, names, r)
+    elif ep.route.startswith(CAMP) or ep.route == EVENTS:
+        _check_own_campaigns_and_events(w, ep, names, r)
 
 
 def _check_own_solutions(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
@@ -486,11 +622,53 @@ def _check_own_solutions(w: World, ep: Endpoint, names: Names, r: httpx.Response
     elif (ep.method, route) == ("GET", VER):
         assert {v["name"] for v in r.json()["items"]} == {w.a.version}
     elif route == VER + "/{version}":
-        assert (r.json()["name"], r.json()["status"]) == (w.a.version, "CREATE_FAILED")
+        assert (r.json()["name"], r.json()["status"]) == (w.a.version, "ACTIVE")
     elif route == VER + "/{version}/stop":
         assert r.status_code == 200 and r.json()["status"] == "CREATE_STOPPING", r.text
         again = http.get(f"{sol}/versions/{names.version}", headers=bearer(key))
         assert again.json()["status"] == "CREATE_STOPPING"
+    else:
+        raise AssertionError(f"no check for {ep.method} {ep.route}")
+
+
+def _check_own_campaigns_and_events(w: World, ep: Endpoint, names: Names,
+                                    r: httpx.Response) -> None:
+    """The owner's answers on campaigns and events did what they say (and B still sees none)."""
+    http, key, key_b = w.http, w.platform.key_a, w.platform.key_b
+    route, one = ep.route, _campaign_path(names)
+    if (ep.method, route) == ("POST", CAMP):
+        assert r.status_code == 201, r.text
+        c = r.json()
+        assert (c["name"], c["dataset_group"], c["solution"], c["solution_version"], c["recipe"]) == \
+            (names.campaign, names.group, names.solution, names.version, RECIPE), c
+        assert c["status"] == "CREATE_FAILED" and c["failure_reason"].startswith("could not deploy"), c
+        assert http.get(one, headers=bearer(key)).json() == c
+        assert http.get(one, headers=bearer(key_b)).status_code == 404
+        assert list_names(http, key, f"{G}/{names.group}/campaigns") == {names.campaign}
+    elif (ep.method, route) == ("GET", CAMP):
+        assert {c["name"] for c in r.json()["items"]} == {w.a.campaign}
+        assert r.json()["next_token"] is None
+    elif (ep.method, route) == ("GET", CAMP_ONE):
+        c = r.json()
+        assert (c["name"], c["solution"], c["solution_version"], c["status"]) == \
+            (w.a.campaign, w.a.solution, w.a.version, "CREATE_FAILED"), c
+    elif (ep.method, route) == ("DELETE", CAMP_ONE):
+        assert r.status_code == 204, r.text
+        assert http.get(one, headers=bearer(key)).status_code == 404
+        assert list_names(http, key, f"{G}/{names.group}/campaigns") == set()
+        assert not store_files(w.root, f"tenants/tenant-a/dataset-groups/{names.group}/campaigns")
+        # the version it served is free again: its solution can go
+        assert http.delete(_sol_path(names), headers=bearer(key)).status_code == 204
+    elif route == EVENTS:
+        assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
+        assert store_files(w.root, events_dir("tenant-a", names.group)), "no event in A's log"
+        assert store_files(w.root, f"tenants/tenant-b/dataset-groups/{names.group}") == {}
+        wait_flushed(http, w.root, key, "tenant-a", names.group, 1)
+        again = ep.send(http, names, bearer(key))  # a retry: the same event id, not stored again
+        assert again.status_code == 200 and again.json() == {"accepted": 0, "duplicates": 1}
+        wait_flushed(http, w.root, key, "tenant-a", names.group, 1)
+        # B's put of the same body on its own same-named group is refused (no such group of B's)
+        assert ep.send(http, names, bearer(key_b)).status_code == 404
     else:
         raise AssertionError(f"no check for {ep.method} {ep.route}")
 
@@ -556,6 +734,29 @@ def test_same_group_name_in_two_tenants_stays_separate(world: World) -> None:
             assert answer.status_code == 404, (route, answer.text)
             assert _comparable(answer, a) == _comparable(ep.send(http, nowhere, bearer(key_b)),
                                                          nowhere), route
+        # A's campaign under B's same-named group: the answers of a campaign that exists nowhere.
+        assert http.get(f"{G}/{a.group}/campaigns", headers=bearer(key_b)).json()["items"] == []
+        for method in ("GET", "PATCH", "DELETE"):
+            nowhere = replace(a, campaign=unique("camp"))
+            ep = next(e for e in ENDPOINTS if (e.method, e.route) == (method, CAMP_ONE))
+            answer = ep.send(http, a, bearer(key_b))
+            assert answer.status_code == 404, (method, answer.text)
+            assert _comparable(answer, a) == _comparable(ep.send(http, nowhere, bearer(key_b)),
+                                                         nowhere), method
+        # B's events go to B's group: refused while it has no interactions dataset; then A's very
+        # event (same user, same event id) is a new event of B's, not a duplicate of A's.
+        a_events = store_files(world.root, events_dir("tenant-a", a.group))
+        path = f"{G}/{a.group}/events"
+        r = http.post(path, json=events_body("u-world", "e-world"), headers=bearer(key_b))
+        assert r.status_code == 400 and "no interactions dataset" in error_of(r)["message"], r.text
+        r = http.post(f"{G}/{a.group}/datasets", json={"kind": "interactions",
+                                                       "schema": INTERACTIONS_SCHEMA},
+                      headers=bearer(key_b))
+        assert r.status_code == 201, r.text
+        r = http.post(path, json=events_body("u-world", "e-world"), headers=bearer(key_b))
+        assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
+        wait_flushed(http, world.root, key_b, "tenant-b", a.group, 1)
+        assert store_files(world.root, events_dir("tenant-a", a.group)) == a_events
         assert world.a_view() == world.baseline
     finally:
         assert http.delete(f"{G}/{a.group}", params={"force": "true"},
@@ -582,20 +783,28 @@ def test_upload_ids_do_not_cross_tenants(world: World) -> None:
     assert world.a_view() == world.baseline
 
 
-@pytest.mark.parametrize("route", [G, G + "/{group}/datasets", G + "/{group}/import-jobs", SOL, VER])
-def test_tenant_field_in_body_is_rejected(world: World, route: str) -> None:
+@pytest.mark.parametrize("method,route", [("POST", G), ("POST", G + "/{group}/datasets"),
+                                          ("POST", G + "/{group}/import-jobs"), ("POST", SOL),
+                                          ("POST", VER), ("POST", CAMP), ("PATCH", CAMP_ONE),
+                                          ("POST", EVENTS)])
+def test_tenant_field_in_body_is_rejected(world: World, method: str, route: str) -> None:
     """A body naming a tenant is refused (unknown field), not honoured, and creates nothing."""
     http, p = world.http, world.platform
-    group = make_group(http, p.key_a, kind="interactions" if "import" in route else None)
-    solution = make_solution(http, p.key_a, group) if route == VER else ""
+    n = _new_campaign(world) if route.startswith(CAMP) else None
+    group = n.group if n else make_group(
+        http, p.key_a, kind="interactions" if "import" in route or route == EVENTS else None)
+    solution = n.solution if n else make_solution(http, p.key_a, group) if route == VER else ""
     body = {G: {"name": unique()},
             G + "/{group}/datasets": {"kind": "interactions", "schema": INTERACTIONS_SCHEMA},
             G + "/{group}/import-jobs": _job_body(replace(world.a, job=unique("job"))),
             SOL: {"name": unique("sol"), "recipe": RECIPE},
-            VER: {"training_mode": "full"}}[route]
-    path = route.format(group=group, solution=solution)
+            VER: {"training_mode": "full"},
+            CAMP: _campaign_body(replace(n, campaign=unique("camp"))) if n else None,
+            CAMP_ONE: {"max_replicas": 2},
+            EVENTS: events_body()}[route]
+    path = route.format(group=group, solution=solution, campaign=n.campaign if n else "")
     before = store_files(world.root)
-    r = http.post(path, json={**body, "tenant": "tenant-b"}, headers=bearer(p.key_a))
+    r = http.request(method, path, json={**body, "tenant": "tenant-b"}, headers=bearer(p.key_a))
     assert r.status_code == 400, r.text
     err = error_of(r)
     assert err["type"] == "invalid_input" and err["field"] == "tenant"
@@ -658,8 +867,11 @@ def name_target(http: httpx.Client, platform: Platform, world: World) -> Names:
     group = make_group(http, key, kind="interactions")
     job = import_now(http, key, group, world.a.upload_id)
     solution = make_solution(http, key, group)
-    return Names(group, job, world.a.upload_id, solution=solution,
-                 version=make_version(http, key, group, solution))
+    version = make_version(http, key, group, solution)
+    set_version_active(platform, group, solution, version)
+    campaign = make_campaign(http, key, group, solution, version)
+    return Names(group, job, world.a.upload_id, solution=solution, version=version,
+                 campaign=campaign)
 
 
 def send_raw(url: str, method: str, target: str, headers: dict[str, str],
@@ -694,13 +906,16 @@ def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: 
                           segment: str) -> None:
     good = {"group": name_target.group, "kind": name_target.kind, "job": name_target.job,
             "solution": name_target.solution, "version": name_target.version,
-            "recipe": name_target.recipe}
+            "recipe": name_target.recipe, "campaign": name_target.campaign}
     target = re.sub(r"\{(\w+)\}", lambda m: segment if m[1] == slot else good[m[1]], ep.route)
-    c = ep.call(replace(name_target, job=unique("job"), solution=unique("sol")))
+    c = ep.call(replace(name_target, job=unique("job"), solution=unique("sol"),
+                        campaign=unique("camp")))
     body = httpx.Request("POST", "http://x", json=c.json).content if c.json is not None else b""
     key = world.platform.key_a
     versions = f"{_sol_path(name_target)}/versions"
+    campaign = world.http.get(_campaign_path(name_target), headers=bearer(key)).json()
     before = list_names(world.http, key, versions)
+    target_files = store_files(world.root, f"tenants/tenant-a/dataset-groups/{name_target.group}")
     r = send_raw(world.platform.url, ep.method, target, bearer(key), body)
     assert r.status_code in (400, 404, 405, 422), (target, r.status_code, r.text)
     error_of(r)
@@ -708,6 +923,11 @@ def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: 
     assert world.a_view() == world.baseline
     assert list_names(world.http, key, versions) == before
     assert list_names(world.http, key, f"{G}/{name_target.group}/solutions") == {name_target.solution}
+    assert list_names(world.http, key, f"{G}/{name_target.group}/campaigns") == {name_target.campaign}
+    assert world.http.get(_campaign_path(name_target), headers=bearer(key)).json() == campaign
+    # nothing under the target group changed either (no event logged, no campaign touched)
+    assert store_files(world.root, f"tenants/tenant-a/dataset-groups/{name_target.group}") == \
+        target_files
 
 
 BODY_NAME_SLOTS = [  # (route, field, valid body)
@@ -717,6 +937,9 @@ BODY_NAME_SLOTS = [  # (route, field, valid body)
     (G + "/{group}/datasets", "kind", lambda n: {"kind": "items", "schema": ITEMS_SCHEMA}),
     (SOL, "name", lambda n: {"name": unique("sol"), "recipe": RECIPE}),
     (SOL, "recipe", lambda n: {"name": unique("sol"), "recipe": RECIPE}),
+    (CAMP, "name", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
+    (CAMP, "solution", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
+    (CAMP, "solution_version", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
 ]
 
 
@@ -731,6 +954,29 @@ def test_bad_name_in_body(world: World, name_target: Names, route: str, name_fie
     assert r.status_code == 400, r.text
     assert error_of(r)["field"] == name_field
     assert_store_layout(world.root)
+    key = world.platform.key_a
+    assert list_names(world.http, key, f"{G}/{name_target.group}/campaigns") == {name_target.campaign}
+
+
+def test_hostile_event_values_are_data_not_paths(world: World) -> None:
+    """User, session, item and event ids are free text: path-like or control-character values
+    are stored as data (the log names its objects by a hash) and never become paths."""
+    http, key = world.http, world.platform.key_a
+    group = make_group(http, key, kind="interactions")
+    hostile = ["../../tenant-b", "..", "a/b", "%2e%2e%2f", "\x00nul", "ünïcode", " ", "x" * 256]
+    for i, value in enumerate(hostile):
+        body = {"user_id": value, "session_id": value,
+                "events": [{"item_id": value, "event_id": value, "timestamp": 1_700_000_000 + i}]}
+        r = http.post(f"{G}/{group}/events", json=body, headers=bearer(key))
+        assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, (value, r.text)
+    assert_store_layout(world.root)
+    wal = store_files(world.root, f"{events_dir('tenant-a', group)}/wal")
+    assert len(wal) == len(hostile)
+    assert all(re.fullmatch(r"[0-9a-f]{32}\.json", Path(k).name) for k in wal), wal
+    wait_flushed(http, world.root, key, "tenant-a", group, len(hostile))
+    assert_store_layout(world.root)
+    assert store_files(world.root, "tenants/tenant-b/dataset-groups/" + group) == {}
+    assert world.a_view() == world.baseline
 
 
 # ---- 3. request validation ----------------------------------------------------------------------
@@ -753,6 +999,27 @@ def _hp(**hyperparameters: Any) -> dict[str, Any]:
     return _sol(hyperparameters={"epochs": 2, **hyperparameters})
 
 
+def _camp(**fields: Any) -> dict[str, Any]:
+    """A campaign body (of the validation solution's ACTIVE version) with `fields` changed."""
+    return {"name": "{new}", "solution": "{solution}", "solution_version": "{version}", **fields}
+
+
+def _events(*events: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """A put-events body with `events` (one valid event when none given) and `fields` changed."""
+    return {"user_id": "u-val", "session_id": "s-val",
+            "events": list(events) or [{"item_id": "i1"}], **fields}
+
+
+def _event(**fields: Any) -> dict[str, Any]:
+    """A put-events body of one event: a valid one with `fields` changed."""
+    return _events({"item_id": "i1", "event_id": "e-val", **fields})
+
+
+def _events_bytes(event_value: bytes) -> bytes:
+    return (b'{"user_id": "u-val", "session_id": "s-val", "events": [{"item_id": "i1", '
+            b'"event_value": ' + event_value + b"}]}")
+
+
 @dataclass(frozen=True)
 class Bad:
     """A malformed request and the answer it must get; `hint` must appear in message or field,
@@ -767,6 +1034,7 @@ class Bad:
     content: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     at: str | None = None
+    mentions: tuple[str, ...] = ()  # each must appear in the message
 
 
 VALIDATION = [
@@ -930,11 +1198,106 @@ VALIDATION = [
     Bad("versions-max-results-5000", "GET", VER + "?max_results=5000", 400, "max_results"),
     Bad("versions-next-token-too-long", "GET", VER + "?next_token=" + "t" * 64, 400, "next_token"),
     Bad("recipe-64-chars", "GET", "/v1/recipes/" + "r" * 64, 400, "recipe"),
+    # campaigns: the body, then the version it deploys (which must exist and be ACTIVE)
+    Bad("camp-unknown-field", "POST", CAMP, 400, at="colour", json=_camp(colour="red")),
+    Bad("camp-missing-name", "POST", CAMP, 400, at="name",
+        json={"solution": "{solution}", "solution_version": "{version}"}),
+    Bad("camp-missing-solution-version", "POST", CAMP, 400, at="solution_version",
+        json={"name": "{new}", "solution": "{solution}"}),
+    Bad("camp-name-leading-dash", "POST", CAMP, 400, at="name", json=_camp(name="-camp")),
+    Bad("camp-name-with-slash", "POST", CAMP, 400, at="name", json=_camp(name="a/b")),
+    Bad("camp-name-64-chars", "POST", CAMP, 400, at="name", json=_camp(name="c" * 64)),
+    Bad("camp-name-not-a-string", "POST", CAMP, 400, at="name", json=_camp(name=7)),
+    Bad("camp-min-replicas-0", "POST", CAMP, 400, at="min_replicas", json=_camp(min_replicas=0)),
+    Bad("camp-min-replicas-fractional", "POST", CAMP, 400, at="min_replicas",
+        json=_camp(min_replicas=1.5)),
+    Bad("camp-max-replicas-101", "POST", CAMP, 400, at="max_replicas", json=_camp(max_replicas=101)),
+    Bad("camp-max-replicas-below-min", "POST", CAMP, 400, mentions=("max_replicas", "min_replicas"),
+        json=_camp(min_replicas=3, max_replicas=2)),
+    Bad("camp-max-ongoing-requests-0", "POST", CAMP, 400, at="max_ongoing_requests",
+        json=_camp(max_ongoing_requests=0)),
+    Bad("camp-max-queued-requests-negative", "POST", CAMP, 400, at="max_queued_requests",
+        json=_camp(max_queued_requests=-1)),
+    Bad("camp-unknown-solution", "POST", CAMP, 400, at="solution", json=_camp(solution="{new}")),
+    Bad("camp-unknown-version", "POST", CAMP, 400, at="solution_version",
+        json=_camp(solution_version="v-0000000000000000")),
+    Bad("camp-version-not-active", "POST", CAMP, 400, at="solution_version",
+        mentions=("CREATE_FAILED", "ACTIVE"), json=_camp(solution_version="{failed_version}")),
+    Bad("camp-json-array", "POST", CAMP, 400, json=[_camp()]),
+    Bad("camp-malformed-json", "POST", CAMP, 400, content=b'{"name": "c", "solution": ', headers=JSON),
+    Bad("camp-no-body", "POST", CAMP, 400),
+    Bad("camp-idempotency-key-too-long", "POST", CAMP, 400, "idempotency",
+        json=_camp(), headers={"Idempotency-Key": "k" * 201}),
+    Bad("campaigns-max-results-0", "GET", CAMP + "?max_results=0", 400, "max_results"),
+    Bad("campaigns-next-token-too-long", "GET", CAMP + "?next_token=" + "t" * 64, 400, "next_token"),
+    # a campaign update: checked before the campaign's status (the target is CREATE_FAILED)
+    Bad("camp-update-empty-body", "PATCH", CAMP_ONE, 400, "nothing to update", json={}),
+    Bad("camp-update-all-null", "PATCH", CAMP_ONE, 400, "nothing to update",
+        json={"max_replicas": None}),
+    Bad("camp-update-no-body", "PATCH", CAMP_ONE, 400),
+    Bad("camp-update-unknown-field", "PATCH", CAMP_ONE, 400, at="colour", json={"colour": "red"}),
+    Bad("camp-update-rename", "PATCH", CAMP_ONE, 400, at="name", json={"name": "{new}"}),
+    Bad("camp-update-min-replicas-0", "PATCH", CAMP_ONE, 400, at="min_replicas",
+        json={"min_replicas": 0}),
+    Bad("camp-update-max-queued-requests-negative", "PATCH", CAMP_ONE, 400, at="max_queued_requests",
+        json={"max_queued_requests": -1}),
+    Bad("camp-update-min-above-current-max", "PATCH", CAMP_ONE, 400,
+        mentions=("max_replicas", "min_replicas"), json={"min_replicas": 3}),
+    Bad("camp-update-max-below-min", "PATCH", CAMP_ONE, 400, mentions=("max_replicas", "min_replicas"),
+        json={"min_replicas": 4, "max_replicas": 2}),
+    Bad("camp-update-unknown-version", "PATCH", CAMP_ONE, 400, at="solution_version",
+        json={"solution_version": "v-0000000000000000"}),
+    Bad("camp-update-version-not-active", "PATCH", CAMP_ONE, 400, at="solution_version",
+        json={"solution_version": "{failed_version}"}),
+    Bad("camp-update-json-array", "PATCH", CAMP_ONE, 400, json=[{"max_replicas": 2}]),
+    # events: the request, then each event (`events.<i>.<field>`)
+    Bad("events-none", "POST", EVENTS, 400, at="events", json=_events(events=[])),
+    Bad("events-11", "POST", EVENTS, 400, at="events",
+        json=_events(*({"item_id": f"i{i}"} for i in range(11)))),
+    Bad("events-missing", "POST", EVENTS, 400, at="events",
+        json={"user_id": "u-val", "session_id": "s-val"}),
+    Bad("events-not-a-list", "POST", EVENTS, 400, at="events", json=_events(events={"item_id": "i1"})),
+    Bad("events-missing-user-id", "POST", EVENTS, 400, at="user_id",
+        json={"session_id": "s-val", "events": [{"item_id": "i1"}]}),
+    Bad("events-empty-user-id", "POST", EVENTS, 400, at="user_id", json=_events(user_id="")),
+    Bad("events-user-id-257-chars", "POST", EVENTS, 400, at="user_id", json=_events(user_id="u" * 257)),
+    Bad("events-missing-session-id", "POST", EVENTS, 400, at="session_id",
+        json={"user_id": "u-val", "events": [{"item_id": "i1"}]}),
+    Bad("events-empty-session-id", "POST", EVENTS, 400, at="session_id", json=_events(session_id="")),
+    Bad("events-unknown-field", "POST", EVENTS, 400, at="colour", json=_events(colour="red")),
+    Bad("event-missing-item-id", "POST", EVENTS, 400, at="events.0.item_id",
+        json=_events({"event_id": "e-val"})),
+    Bad("event-empty-item-id", "POST", EVENTS, 400, at="events.0.item_id", json=_event(item_id="")),
+    Bad("event-item-id-257-chars", "POST", EVENTS, 400, at="events.0.item_id",
+        json=_event(item_id="i" * 257)),
+    Bad("event-empty-event-id", "POST", EVENTS, 400, at="events.0.event_id", json=_event(event_id="")),
+    Bad("event-negative-timestamp", "POST", EVENTS, 400, at="events.0.timestamp",
+        json=_event(timestamp=-1)),
+    Bad("event-timestamp-after-year-3000", "POST", EVENTS, 400, at="events.0.timestamp",
+        json=_event(timestamp=32503680001)),
+    Bad("event-timestamp-a-word", "POST", EVENTS, 400, at="events.0.timestamp",
+        json=_event(timestamp="yesterday")),
+    Bad("event-value-nan", "POST", EVENTS, 400, at="events.0.event_value",
+        content=_events_bytes(b"NaN"), headers=JSON),
+    Bad("event-value-infinity", "POST", EVENTS, 400, at="events.0.event_value",
+        content=_events_bytes(b"-Infinity"), headers=JSON),
+    Bad("event-value-a-word", "POST", EVENTS, 400, at="events.0.event_value", json=_event(event_value="x")),
+    Bad("event-type-257-chars", "POST", EVENTS, 400, at="events.0.event_type",
+        json=_event(event_type="t" * 257)),
+    Bad("event-unknown-field", "POST", EVENTS, 400, at="events.0.colour", json=_event(colour="red")),
+    Bad("event-unknown-field-in-third-event", "POST", EVENTS, 400, at="events.2.colour",
+        json=_events({"item_id": "i1"}, {"item_id": "i2"}, {"item_id": "i3", "colour": "red"})),
+    Bad("event-not-an-object", "POST", EVENTS, 400, at="events.0", json=_events("i1")),
+    Bad("events-json-array", "POST", EVENTS, 400, json=[_event()]),
+    Bad("events-malformed-json", "POST", EVENTS, 400, content=b'{"user_id": "u", "events": [',
+        headers=JSON),
+    Bad("events-no-body", "POST", EVENTS, 400),
 ]
 
 
 def _fill(obj: Any, names: dict[str, str]) -> Any:
-    """`obj` with "{group}", "{solution}" and "{new}" (a fresh name) filled in, recursively."""
+    """`obj` with "{group}", "{solution}", "{campaign}"... and "{new}" (a fresh name) filled in,
+    recursively."""
     if isinstance(obj, str):
         for slot, value in names.items():
             obj = obj.replace("{" + slot + "}", value)
@@ -960,11 +1323,22 @@ def validation_solution(http: httpx.Client, platform: Platform, validation_group
     return make_solution(http, platform.key_a, validation_group)
 
 
+@pytest.fixture(scope="module")
+def validation_campaign(http: httpx.Client, platform: Platform, validation_group: str,
+                        validation_solution: str) -> dict[str, str]:
+    """An ACTIVE and a CREATE_FAILED version of the validation solution, and a (failed) campaign
+    of the ACTIVE one: the targets of bad campaign requests."""
+    version = put_version(platform, validation_group, validation_solution)
+    failed = put_version(platform, validation_group, validation_solution, "CREATE_FAILED")
+    campaign = make_campaign(http, platform.key_a, validation_group, validation_solution, version)
+    return {"version": version, "failed_version": failed, "campaign": campaign}
+
+
 @pytest.mark.parametrize("bad", VALIDATION, ids=lambda b: b.id)
 def test_request_validation(world: World, validation_group: str, validation_solution: str,
-                            bad: Bad) -> None:
+                            validation_campaign: dict[str, str], bad: Bad) -> None:
     key = world.platform.key_a
-    names = {"group": validation_group, "solution": validation_solution}
+    names = {"group": validation_group, "solution": validation_solution, **validation_campaign}
     before = store_files(world.root, "tenants")
     kwargs: dict[str, Any] = {"headers": {**bearer(key), **bad.headers}}
     if bad.json is not None:
@@ -980,6 +1354,8 @@ def test_request_validation(world: World, validation_group: str, validation_solu
     if bad.at:
         assert err["field"] == bad.at, err
         assert bad.at in err["message"], err
+    for word in bad.mentions:
+        assert word in err["message"], err
     assert store_files(world.root, "tenants") == before, "a refused request wrote"
     r = world.http.get(f"{G}/{validation_group}/import-jobs", headers=bearer(key))
     assert r.status_code == 200 and len(r.json()["items"]) == 1
@@ -1029,6 +1405,10 @@ def _race(n: int, send: Callable[[int], httpx.Response]) -> list[httpx.Response]
         return list(pool.map(run, range(n)))
 
 
+def _campaign_create(n: Names) -> tuple[str, dict[str, Any]]:
+    return f"{G}/{n.group}/campaigns", _campaign_body(n)
+
+
 RACES = {  # what is created -> (path, body) for a fresh target in A's namespace
     "group": lambda w: (G, {"name": unique()}),
     "dataset": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a)}/datasets",
@@ -1037,6 +1417,7 @@ RACES = {  # what is created -> (path, body) for a fresh target in A's namespace
                              "/import-jobs", _job_body(replace(w.a, job=unique("job")))),
     "solution": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a)}/solutions",
                            {"name": unique("sol"), "recipe": RECIPE, "hyperparameters": {"epochs": 3}}),
+    "campaign": lambda w: _campaign_create(_new_active_version(w)),
 }
 
 
@@ -1175,3 +1556,146 @@ def test_delete_group_with_datasets_needs_force(world: World) -> None:
         assert r.status_code == 404, (path, r.text)
         assert error_of(r)["type"] == "not_found"
     assert group not in list_names(http, key, G)
+
+
+def test_duplicate_campaign_is_409_and_a_retry_returns_it(world: World) -> None:
+    http, key = world.http, world.platform.key_a
+    n = _new_active_version(world)
+    path, idem = f"{G}/{n.group}/campaigns", uuid.uuid4().hex
+    body = _campaign_body(n)
+    created = http.post(path, json=body, headers={**bearer(key), "Idempotency-Key": idem})
+    assert created.status_code == 201, created.text
+    for headers, changed in (({}, {}), ({"Idempotency-Key": uuid.uuid4().hex}, {}),
+                             ({}, {"max_replicas": 3})):
+        r = http.post(path, json={**body, **changed}, headers={**bearer(key), **headers})
+        assert r.status_code == 409, r.text
+        err = error_of(r)
+        assert err["type"] == "conflict"
+        assert n.campaign in err["message"] and "already exists" in err["message"]
+    again = http.post(path, json=body, headers={**bearer(key), "Idempotency-Key": idem})
+    assert again.status_code == 200, again.text
+    assert again.json() == created.json()
+    assert list_names(http, key, path) == {n.campaign}
+    # The version is deployed: its solution cannot go until the campaign does.
+    r = http.delete(_sol_path(n), headers=bearer(key))
+    assert r.status_code == 409 and n.campaign in error_of(r)["message"], r.text
+    assert http.delete(_campaign_path(n), headers=bearer(key)).status_code == 204
+    assert http.delete(_campaign_path(n), headers=bearer(key)).status_code == 404
+    assert http.delete(_sol_path(n), headers=bearer(key)).status_code == 204
+
+
+def test_active_campaign_update_that_cannot_deploy_is_not_a_5xx(world: World) -> None:
+    """An ACTIVE campaign (as Ray Serve leaves it) updated where it cannot be deployed (this
+    platform has no Serve, e.g. a store first served by the Ray executor): the update is refused
+    with a typed error or recorded as failed on the campaign (as a create is), never an internal
+    error, and the campaign is not left with an update "rolling out" forever (which would refuse
+    every later update with a 409)."""
+    p = world.platform
+    n = _new_campaign(world)
+    registry_of(p).update(Keys("tenant-a").campaign_record(n.group, n.campaign), lambda d: {
+        **d, "status": "ACTIVE", "failure_reason": None, "updated_at": now_iso()})
+    try:
+        # its own client: a 500 makes the server drop the connection
+        with httpx.Client(base_url=p.url, timeout=30) as http:
+            r = http.patch(_campaign_path(n), json={"max_replicas": 2}, headers=bearer(p.key_a))
+            assert r.status_code != 500, (r.status_code, r.text)
+            if r.status_code >= 400:
+                assert error_of(r)["type"] != "internal_error", r.text
+            doc = http.get(_campaign_path(n), headers=bearer(p.key_a)).json()
+            assert doc["status"] == "ACTIVE" and doc["pending_update"] is None, doc
+    finally:
+        with httpx.Client(base_url=p.url, timeout=30) as http:
+            assert http.delete(f"{G}/{n.group}", params={"force": "true"},
+                               headers=bearer(p.key_a)).status_code == 204
+
+
+def test_event_ids_deduplicate_per_user(world: World) -> None:
+    """An event id seen before for the user is a duplicate, in the same request or a later one,
+    before and after the log is flushed; the same id for another user is another event; events
+    without an id are all new. Each accepted event lands in the dataset exactly once."""
+    http, key, root = world.http, world.platform.key_a, world.root
+    group = make_group(http, key, kind="interactions")
+    path = f"{G}/{group}/events"
+
+    def put(body: dict[str, Any]) -> dict[str, int]:
+        r = http.post(path, json=body, headers=bearer(key))
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    assert put(events_body("u1", "e1")) == {"accepted": 1, "duplicates": 0}
+    assert put(events_body("u1", "e1")) == {"accepted": 0, "duplicates": 1}  # a retry
+    assert put(events_body("u2", "e1")) == {"accepted": 1, "duplicates": 0}  # another user
+    twice = events_body("u1", "e2")
+    twice["events"].append(dict(twice["events"][0]))
+    assert put(twice) == {"accepted": 1, "duplicates": 1}  # twice in one request
+    three = events_body("u1", "e3", n=3)  # e3, e3-1, e3-2, then a repeat of e1
+    three["events"].append(events_body("u1", "e1")["events"][0])
+    assert put(three) == {"accepted": 3, "duplicates": 1}
+    assert put(events_body("u1", None)) == {"accepted": 1, "duplicates": 0}  # no ids: always new
+    assert put(events_body("u1", None)) == {"accepted": 1, "duplicates": 0}
+    wait_flushed(http, root, key, "tenant-a", group, 8)
+    for user, event_id in (("u1", "e1"), ("u2", "e1"), ("u1", "e2"), ("u1", "e3-2")):
+        assert put(events_body(user, event_id)) == {"accepted": 0, "duplicates": 1}  # flushed
+    wait_flushed(http, root, key, "tenant-a", group, 8)  # and nothing new to flush
+
+
+def test_racing_events_with_one_id_store_one(world: World) -> None:
+    http, key = world.http, world.platform.key_a
+    group = make_group(http, key, kind="interactions")
+    answers = _race(16, lambda _: http.post(f"{G}/{group}/events", json=events_body("u1", "e-race"),
+                                            headers=bearer(key)))
+    assert all(r.status_code == 200 for r in answers), [r.text for r in answers]
+    assert sorted((r.json()["accepted"], r.json()["duplicates"]) for r in answers) == \
+        [(0, 1)] * 15 + [(1, 0)]
+    wait_flushed(http, world.root, key, "tenant-a", group, 1)
+
+
+def test_events_need_an_interactions_dataset(world: World) -> None:
+    """A group without an interactions dataset takes no events: a 400 saying so; nothing written."""
+    http, key = world.http, world.platform.key_a
+    for kind in (None, "items"):
+        group = make_group(http, key, kind=kind)
+        before = store_files(world.root, "tenants")
+        r = http.post(f"{G}/{group}/events", json=events_body(), headers=bearer(key))
+        assert r.status_code == 400, r.text
+        err = error_of(r)
+        assert err["type"] == "invalid_input" and "no interactions dataset" in err["message"], err
+        assert store_files(world.root, "tenants") == before
+    r = http.post(f"{G}/{unique()}/events", json=events_body(), headers=bearer(key))
+    assert r.status_code == 404 and error_of(r)["type"] == "not_found", r.text
+
+
+def test_events_must_fill_non_nullable_fields(world: World) -> None:
+    """Event type and value are optional unless the interactions schema makes them non-nullable
+    (the shared INTERACTIONS_SCHEMA does not): then an event without one refuses the whole
+    request, naming it as `events[<i>].<field>`."""
+    assert not any(f.get("nullable") is False for f in INTERACTIONS_SCHEMA["fields"])
+    http, key = world.http, world.platform.key_a
+    strict = {"fields": [{**f, "nullable": False} if f["name"] in ("event_type", "event_value")
+                         else f for f in INTERACTIONS_SCHEMA["fields"]]}
+    group = make_group(http, key)
+    r = http.post(f"{G}/{group}/datasets", json={"kind": "interactions", "schema": strict},
+                  headers=bearer(key))
+    assert r.status_code == 201, r.text
+    path = f"{G}/{group}/events"
+    full = {"item_id": "i1", "event_type": "click", "event_value": 1.0}
+    before = store_files(world.root, "tenants")
+    for events, at in (([full, {"item_id": "i2", "event_value": 1.0}], "events[1].event_type"),
+                       ([{"item_id": "i2", "event_type": "click"}], "events[0].event_value"),
+                       ([full, {**full, "event_type": None}], "events[1].event_type")):
+        body = {"user_id": "u1", "session_id": "s1", "events": events}
+        r = http.post(path, json=body, headers=bearer(key))
+        assert r.status_code == 400, r.text
+        err = error_of(r)
+        assert err["field"] == at and at in err["message"], err
+        assert store_files(world.root, "tenants") == before, "a refused request wrote"
+    r = http.post(path, json={"user_id": "u1", "session_id": "s1", "events": [full]},
+                  headers=bearer(key))
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
+    # the shared schema: both optional
+    lax = make_group(http, key, kind="interactions")
+    r = http.post(f"{G}/{lax}/events", headers=bearer(key),
+                  json={"user_id": "u1", "session_id": "s1", "events": [{"item_id": "i1"}]})
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
+    for g in (group, lax):
+        wait_flushed(http, world.root, key, "tenant-a", g, 1)
