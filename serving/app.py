@@ -767,8 +767,14 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                                + ": wait for it to be ACTIVE")
             return {**d, "pending_update": update, "updated_at": now_iso()}
 
-        doc = registry.update(keys.campaign_record(group, campaign), start)
-        ops.deploy_campaign(t, group, campaign)
+        key = keys.campaign_record(group, campaign)
+        doc = registry.update(key, start)
+        try:
+            ops.deploy_campaign(t, group, campaign)
+        except Exception as e:  # cannot roll out here: the old version keeps serving
+            reason = f"could not deploy: {e}"
+            doc = registry.update(key, lambda d: {**d, "pending_update": None,
+                                                  "last_update_failure": reason, "updated_at": now_iso()})
         return _campaign_view(doc)
 
     @app.delete("/v1/dataset-groups/{group}/campaigns/{campaign}", status_code=204, tags=["campaigns"])
@@ -812,7 +818,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         try:
             return ops.event_log(t, group).put(body.user_id, body.session_id, events)
         except EventsRefused as e:
-            field = str(e).split(":", 1)[0] if str(e).startswith("events[") else None
+            field = str(e).split(":", 1)[0] if str(e).startswith("events.") else None
             raise ApiError(400, "invalid_input", str(e), field) from None
 
     def _reap_version(keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class EventLog:
             f = schema.field_for(role)
             missing = [i for i, e in enumerate(events) if e.get(key) is None]
             if f is not None and not f.nullable and missing:
-                raise EventsRefused(f"events[{missing[0]}].{key}: required (the interactions "
+                raise EventsRefused(f"events.{missing[0]}.{key}: required (the interactions "
                                     f"dataset's {f.name!r} field is not nullable)")
         now = time.time()
         accepted = duplicates = 0

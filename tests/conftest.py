@@ -24,6 +24,10 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+# The event log flushes every 5 s by default; tests wait for flushes, so make them quick.
+os.environ.setdefault("TAGREC_EVENTS_FLUSH_S", "0.5")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -221,6 +221,33 @@ def test_a_replica_killed_under_load_costs_no_request_with_one_retry(deployed) -
     assert ok[0] > 0 and final_failures == [], final_failures[:5]
 
 
+def test_overload_is_answered_429_at_once_not_queued(deployed) -> None:
+    client, group, _, _, histories, _ = deployed
+    client.campaigns.update(group, "c", min_replicas=1, max_replicas=1, max_ongoing_requests=1,
+                            max_queued_requests=1)
+    c = client.campaigns.wait(group, "c", timeout=180)
+    assert c.max_queued_requests == 1 and c.last_update_failure is None
+    users = sorted(histories)[:40]
+    headers = {"Authorization": f"Bearer {client.api_key}"}
+
+    def one(user: str) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        r = httpx.post(f"{c.endpoint}/recommend", json={"user_id": user, "num_results": 500},
+                       headers=headers, timeout=30)
+        return r.status_code, time.perf_counter() - t0
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(one, users))
+    codes = [code for code, _ in results]
+    assert set(codes) <= {200, 429}, codes
+    assert codes.count(429) > 0 and codes.count(200) > 0, codes
+    rejected = [s for code, s in results if code == 429]
+    print(f"overload: {codes.count(200)} answered, {codes.count(429)} refused with 429 "
+          f"(slowest refusal {max(rejected) * 1000:.0f} ms)")
+
+
 def test_delete_removes_the_endpoint(deployed, ray_platform: Platform) -> None:
     client, group, solution, _, _, c = deployed
     with pytest.raises(Exception) as e:  # a deployed solution cannot be deleted

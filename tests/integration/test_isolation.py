@@ -245,7 +245,10 @@ def store_files(root: Path, under: str = "") -> dict[str, tuple[int, int]]:
     for dirpath, _, filenames in os.walk(root / under):
         for name in filenames:
             path = Path(dirpath) / name
-            st = path.stat()
+            try:
+                st = path.stat()
+            except FileNotFoundError:  # removed while we walked (the event log flushing)
+                continue
             out[str(path.relative_to(root))] = (st.st_size, st.st_mtime_ns)
     return out
 
@@ -1668,7 +1671,7 @@ def test_events_need_an_interactions_dataset(world: World) -> None:
 def test_events_must_fill_non_nullable_fields(world: World) -> None:
     """Event type and value are optional unless the interactions schema makes them non-nullable
     (the shared INTERACTIONS_SCHEMA does not): then an event without one refuses the whole
-    request, naming it as `events[<i>].<field>`."""
+    request, naming it as `events.<i>.<field>` (as every other validation error)."""
     assert not any(f.get("nullable") is False for f in INTERACTIONS_SCHEMA["fields"])
     http, key = world.http, world.platform.key_a
     strict = {"fields": [{**f, "nullable": False} if f["name"] in ("event_type", "event_value")
@@ -1680,9 +1683,9 @@ def test_events_must_fill_non_nullable_fields(world: World) -> None:
     path = f"{G}/{group}/events"
     full = {"item_id": "i1", "event_type": "click", "event_value": 1.0}
     before = store_files(world.root, "tenants")
-    for events, at in (([full, {"item_id": "i2", "event_value": 1.0}], "events[1].event_type"),
-                       ([{"item_id": "i2", "event_type": "click"}], "events[0].event_value"),
-                       ([full, {**full, "event_type": None}], "events[1].event_type")):
+    for events, at in (([full, {"item_id": "i2", "event_value": 1.0}], "events.1.event_type"),
+                       ([{"item_id": "i2", "event_type": "click"}], "events.0.event_value"),
+                       ([full, {**full, "event_type": None}], "events.1.event_type")):
         body = {"user_id": "u1", "session_id": "s1", "events": events}
         r = http.post(path, json=body, headers=bearer(key))
         assert r.status_code == 400, r.text
