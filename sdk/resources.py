@@ -6,6 +6,7 @@ import builtins
 import os
 import secrets
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -535,11 +536,14 @@ class Campaigns(_Collection):
         """Poll until the campaign is ACTIVE with no update rolling out.
 
         Raises:
-            ResourceFailedError: The deployment failed (CREATE_FAILED).
+            ResourceFailedError: The deployment failed (CREATE_FAILED), or the last update did
+                (``last_update_failure``; the previous version keeps serving).
             WaitTimeoutError: Not settled within `timeout` seconds.
         """
         def settled() -> Any:
             c = self.retrieve(dataset_group, name)
+            if c.last_update_failure and not c.pending_update:  # the old version still serves
+                raise ResourceFailedError(c.model_copy(update={"failure_reason": c.last_update_failure}))
             return _Settled(c) if c.pending_update else c
 
         def progress(c: Any) -> None:
@@ -593,8 +597,11 @@ class Events(_Collection):
 
         The next recommendation for the user reflects them.
         """
-        body = PutEventsRequest(user_id=user_id, session_id=session_id,
-                                events=[Event.model_validate(e) for e in events])
+        parsed = [Event.model_validate(e) for e in events]
+        # An id on every event: a retried request (lost answer) is then a duplicate, not a copy.
+        parsed = [e if e.event_id else e.model_copy(update={"event_id": str(uuid.uuid4())})
+                  for e in parsed]
+        body = PutEventsRequest(user_id=user_id, session_id=session_id, events=parsed)
         resp = self._client.request("POST", f"/v1/dataset-groups/{_seg(dataset_group)}/events",
                                     json=body.model_dump(mode="json", exclude_none=True))
         return PutEventsResponse.model_validate(resp.json())

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 __all__ = [
     "NAME_PATTERN",
@@ -478,6 +478,14 @@ ContextValue = str | int | float | bool
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
+def _check_context(context: dict[str, Any]) -> dict[str, Any]:
+    stamp = context.get("timestamp")
+    if stamp is not None and (isinstance(stamp, (bool, str)) or not 0 <= float(stamp) <= 32503680000):
+        raise ValueError(f"context.timestamp must be epoch seconds between 0 and 32503680000, "
+                         f"got {stamp!r}")
+    return context
+
+
 class RecommendRequest(_Model):
     user_id: ItemId
     num_results: int = Field(default=25, ge=1, le=500)
@@ -487,12 +495,16 @@ class RecommendRequest(_Model):
     )
     exclude_seen: bool = Field(default=True, description="Leave out items in the user's history.")
 
+    _context = field_validator("context")(classmethod(lambda cls, v: _check_context(v)))
+
 
 class RankRequest(_Model):
     user_id: ItemId
     items: list[ItemId] = Field(min_length=1, max_length=500)
     context: dict[Annotated[str, StringConstraints(max_length=64)], ContextValue] = Field(
         default_factory=dict, max_length=32)
+
+    _context = field_validator("context")(classmethod(lambda cls, v: _check_context(v)))
 
 
 class RecommendedItem(_Model):

@@ -305,6 +305,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         # Children first, the group record last: a crash mid-way leaves a visible group to retry.
         for campaign in campaigns:
             _undeploy(keys, group, campaign)
+        ops.close_event_log(t, group)
         store.backend.delete_prefix(keys.events(group))
         store.backend.delete_prefix(keys.solutions(group))
         store.backend.delete_prefix(f"{keys.group(group)}/datasets")
@@ -366,6 +367,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         _existing(keys.dataset_record(group, kind.value), f"{kind.value} dataset in group {group!r}")
         _refuse_if_importing(keys, group, kind.value)
         _mark_deleting(keys.dataset_record(group, kind.value))
+        if kind == DatasetKind.INTERACTIONS:  # its event log goes with it
+            ops.close_event_log(t, group)
+            store.backend.delete_prefix(keys.events(group))
         store.backend.delete(keys.dataset_record(group, kind.value))
         store.backend.delete_prefix(keys.dataset(group, kind.value))
         return Response(status_code=204)

@@ -110,6 +110,13 @@ class EventLog:
             if f is not None and not f.nullable and missing:
                 raise EventsRefused(f"events.{missing[0]}.{key}: required (the interactions "
                                     f"dataset's {f.name!r} field is not nullable)")
+        value_field = schema.field_for(Role.EVENT_VALUE)
+        if value_field is not None and value_field.type.value == "int":  # must convert at flush
+            for i, e in enumerate(events):
+                v = e.get("event_value")
+                if v is not None and (float(v) != int(v) or abs(v) >= 2**63):
+                    raise EventsRefused(f"events.{i}.event_value: {v!r} is not a whole number (the "
+                                        f"interactions dataset's {value_field.name!r} field is int)")
         now = time.time()
         accepted = duplicates = 0
         for event in events:
@@ -118,8 +125,10 @@ class EventLog:
             if self.store.backend.exists(self.keys.event_done(self.group, h)):
                 duplicates += 1
                 continue
+            stamp = event.get("timestamp")
             record = {"user_id": user_id, "session_id": session_id, "item_id": event["item_id"],
-                      "timestamp": float(event.get("timestamp") or now),
+                      # milliseconds, as the dataset stores them (history merges compare them)
+                      "timestamp": round(float(now if stamp is None else stamp), 3),
                       "event_type": event.get("event_type"), "event_value": event.get("event_value"),
                       "event_id": event_id, "received_at": now_iso()}
             try:
@@ -158,8 +167,12 @@ class EventLog:
                       if k.endswith(".json"))
 
     def _published(self, snapshot_id: str, current: Any) -> bool:
-        """Whether `snapshot_id` is the current interactions snapshot or one of its ancestors
-        (ids sort by time, so the walk stops at the first older one)."""
+        """Whether `snapshot_id` was published: its parts are in the current snapshot, or it is
+        the current one or an ancestor (ids sort by time, so the walk stops at older ones)."""
+        if current is not None:
+            part_prefix = f"{self.keys.snapshot(self.group, 'interactions', snapshot_id)}/"
+            if any(p.startswith(part_prefix) for p in current.parts):
+                return True
         manifest = current
         while manifest is not None and manifest.snapshot_id >= snapshot_id:
             if manifest.snapshot_id == snapshot_id:
@@ -197,8 +210,6 @@ class EventLog:
             for key in settled:
                 backend.delete(key)
             if not taken:
-                with self._lock:
-                    self._pending = 0
                 return 0
             for key, _ in taken:  # 1. claim
                 h = key.rsplit("/", 1)[1].removesuffix(".json")

@@ -69,6 +69,13 @@ class JobRunner:
                 logs[(tenant, group)] = EventLog(self.store.config.as_dict(), tenant, group)
             return logs[(tenant, group)]
 
+    def close_event_log(self, tenant: str, group: str) -> None:
+        """Forget a group's event log (its group or dataset is being deleted)."""
+        with self._held_lock:
+            log_ = self.__dict__.get("_event_logs", {}).pop((tenant, group), None)
+        if log_ is not None:
+            log_.close()
+
     def recover(self) -> None:
         """After a restart: flush events acknowledged before it, redeploy live campaigns."""
         from store.tenants import list_tenants
@@ -87,7 +94,7 @@ class JobRunner:
                         try:
                             self.deploy_campaign(tenant, group, c["name"])
                         except RuntimeError:
-                            return  # this runner has no Serve
+                            break  # this runner has no Serve
 
     def is_tracked(self, key: str) -> bool:
         """Whether this runner holds the job of record `key` (submitted, not finished)."""
@@ -289,6 +296,14 @@ class RayJobRunner(JobRunner):
                                                                   group))
             return logs[(tenant, group)]
 
+    def close_event_log(self, tenant: str, group: str) -> None:
+        import ray
+
+        with self._lock:
+            log_ = self.__dict__.get("_actor_logs", {}).pop((tenant, group), None)
+        if log_ is not None:
+            ray.kill(log_.handle)  # detached: it would otherwise outlive its group
+
     def shutdown(self) -> None:
         import ray
 
@@ -305,7 +320,10 @@ class _ActorLog:
     def put(self, user_id: str, session_id: str, events: list[dict[str, Any]]) -> dict[str, int]:
         import ray
 
-        return ray.get(self.handle.put.remote(user_id, session_id, events))
+        try:
+            return ray.get(self.handle.put.remote(user_id, session_id, events))
+        except ray.exceptions.RayTaskError as e:  # the log's own error, not Ray's wrapper of it
+            raise e.cause if isinstance(getattr(e, "cause", None), Exception) else e from None
 
     def recent(self, user_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
         import ray

@@ -88,9 +88,10 @@ class _Record:
             if d["status"] not in OPEN:
                 raise _Ended(d["status"])
             out = {**d, **fields, "updated_at": now_iso()}
-            if d["status"] == Status.CREATE_STOPPING.value and "status" in fields \
-                    and fields["status"] != Status.CREATE_STOPPED.value:
-                out["status"] = d["status"]  # a stop request is never overwritten
+            if d["status"] == Status.CREATE_STOPPING.value and "status" in fields:
+                # A stop request is never overwritten; a version finishing under one stopped.
+                done = fields["status"] in (Status.ACTIVE.value, Status.CREATE_STOPPED.value)
+                out["status"] = Status.CREATE_STOPPED.value if done else d["status"]
             return out
 
         try:
@@ -117,16 +118,19 @@ class EpochProgress:
         self.store_config, self.key = store_config, key
 
     def __call__(self, metrics: dict[str, Any]) -> bool:
-        record = _Record(Store(StoreConfig(**self.store_config)), self.key)
         seconds = float(metrics.get("seconds") or 0.0)
         try:
+            record = _Record(Store(StoreConfig(**self.store_config)), self.key)
             record.progress(phase="training", epoch=int(metrics["epoch"]) + 1,
                             epochs=int(metrics["epochs"]), loss=float(metrics["loss"]),
                             events_per_second=(metrics["events"] / seconds) if seconds > 0 else None,
                             resumed_from_epoch=metrics.get("resumed_from_epoch"))
+            return record.stopping()
         except _Ended:
             return True
-        return record.stopping()
+        except Exception:  # a store blip must not count as a worker failure: train on
+            log.warning("could not record the progress of %s", self.key, exc_info=True)
+            return False
 
 
 def check_trainable(spec: RecipeSpec, store: Store, keys: Keys, group: str

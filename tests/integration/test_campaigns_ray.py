@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from sdk import BadRequestError, Client, NotFoundError, Status
+from serving.endpoints import app_name
 from tests.conftest import Platform, import_synthetic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -206,7 +207,7 @@ def test_a_replica_killed_under_load_costs_no_request_with_one_retry(deployed) -
     for t in threads:
         t.start()
     time.sleep(1.5)
-    app = f"campaign--tenant-a--{group}--c"
+    app = app_name("tenant-a", group, "c")
     replicas = [p for p in psutil.process_iter(["pid", "cmdline"])
                 if "ServeReplica" in " ".join(p.info["cmdline"] or []) and app in " ".join(
                     p.info["cmdline"] or [])]
