@@ -7,7 +7,8 @@ examples: plain = a fresh process without Ray, a for-loop over `hooks.batches`; 
 train_recipe` (TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local folder; the
 plain loop gets the same single thread and OMP_NUM_THREADS=1, as Ray sets for its workers).
 Reported: events/s from the epochs' own timings (steady state; Ray Train reports only the epochs
-whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs) and end to end (wall time of the whole call, start-up included), the Ray overhead in %,
+whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs) and end
+to end (wall time of the whole call, start-up included), the Ray overhead in %,
 the driver's RSS and the Ray Train worker's peak RSS (sampled with psutil while training).
 """
 

@@ -486,7 +486,7 @@ class Campaigns(_Collection):
         solution_version: str,
         min_replicas: int = 1,
         max_replicas: int = 1,
-        max_ongoing_requests: int = 32,
+        max_ongoing_requests: int = 128,
         max_queued_requests: int = 64,
         idempotency_key: str | None = None,
     ) -> Campaign:

@@ -424,7 +424,10 @@ class _CampaignScaling(_Model):
     min_replicas: int = Field(default=1, ge=1, le=100, description="Replicas always running.")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Autoscaling upper bound.")
     max_ongoing_requests: int = Field(
-        default=32, ge=1, le=10_000, description="Requests a replica works on at once (batched)."
+        default=128, ge=1, le=10_000,
+        description="Requests a replica holds at once (batched). Below ~128, Ray Serve's router "
+                    "backs off once a replica is full and serves far below capacity (measured: "
+                    "benchmarks/serving_latency.py).",
     )
     max_queued_requests: int = Field(
         default=64, ge=0, le=100_000,
@@ -465,7 +468,7 @@ class Campaign(_Resource):
     recipe: str | None = None
     min_replicas: int = 1
     max_replicas: int = 1
-    max_ongoing_requests: int = 32
+    max_ongoing_requests: int = 128
     max_queued_requests: int = 64
     endpoint: str | None = Field(default=None, description="URL of the recommendation API.")
     pending_update: dict[str, Any] | None = Field(

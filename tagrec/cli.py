@@ -585,7 +585,7 @@ def campaigns() -> None:
 @click.option("--version", "-v", "version", required=True, help="An ACTIVE solution version.")
 @click.option("--min-replicas", type=int, default=1)
 @click.option("--max-replicas", type=int, default=1)
-@click.option("--max-ongoing-requests", type=int, default=32)
+@click.option("--max-ongoing-requests", type=int, default=128)
 @click.option("--max-queued-requests", type=int, default=64)
 @click.option("--wait/--no-wait", default=True)
 @click.pass_context
