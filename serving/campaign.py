@@ -138,6 +138,7 @@ class CampaignServer:
         order = np.argsort(-freq, kind="stable")
         order = order[freq[order] > 0]
         self.popular = list(zip(ids[order].tolist(), freq[order].tolist()))
+        self.popularity = dict(self.popular)
         self._auth: dict[str, tuple[str | None, float]] = {}
         self._events: Any = None
         self._events_checked = 0.0
@@ -256,7 +257,7 @@ class CampaignServer:
     def _fallback(self, kind: str, req: Any) -> dict[str, Any]:
         """Popularity (training counts) for a user with no history."""
         if kind == "rank":
-            score = dict(self.popular)
+            score = self.popularity
             given = list(dict.fromkeys(req.items))
             items = sorted(given, key=lambda it: -score.get(it, -1.0))
             ranked = [{"item_id": it, "score": score.get(it)} for it in items]

@@ -73,6 +73,7 @@ class EventLog:
         self._flush_lock = threading.Lock()
         self._recent: OrderedDict[str, deque[tuple[Any, ...]]] = OrderedDict()
         self._pending = 0
+        self._schema_cache: tuple[Schema, float] | None = None
         self._wake = threading.Event()
         self._closed = threading.Event()
         self.flushed_events = 0
@@ -89,6 +90,15 @@ class EventLog:
 
     # --- writing ---------------------------------------------------------------------------
     def _schema(self) -> Schema:
+        """The interactions schema (read at most every few seconds: `put` is a hot path; the
+        log is closed when its dataset is deleted)."""
+        if self._schema_cache is not None and self._schema_cache[1] > time.monotonic():
+            return self._schema_cache[0]
+        schema = self._read_schema()
+        self._schema_cache = (schema, time.monotonic() + 5.0)
+        return schema
+
+    def _read_schema(self) -> Schema:
         try:
             doc = self.store.registry.read(self.keys.dataset_record(self.group, "interactions"))
         except NotFound:

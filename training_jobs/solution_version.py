@@ -83,11 +83,14 @@ class _Record:
     def __init__(self, store: Store, key: str) -> None:
         self.registry, self.key = store.registry, key
 
-    def set(self, **fields: Any) -> dict[str, Any]:
+    def set(self, progress: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Update open fields; `progress` is merged into the stored progress (same swap)."""
         def mutate(d: dict[str, Any]) -> dict[str, Any]:
             if d["status"] not in OPEN:
                 raise _Ended(d["status"])
             out = {**d, **fields, "updated_at": now_iso()}
+            if progress:
+                out["progress"] = {**d.get("progress", {}), **progress}
             if d["status"] == Status.CREATE_STOPPING.value and "status" in fields:
                 # A stop request is never overwritten; a version finishing under one stopped.
                 done = fields["status"] in (Status.ACTIVE.value, Status.CREATE_STOPPED.value)
@@ -98,10 +101,6 @@ class _Record:
             return self.registry.update(self.key, mutate)
         except NotFound:
             raise _Ended("deleted") from None
-
-    def progress(self, **fields: Any) -> dict[str, Any]:
-        doc = self.registry.read(self.key)
-        return self.set(progress={**doc.get("progress", {}), **fields})
 
     def stopping(self) -> bool:
         try:
@@ -121,10 +120,11 @@ class EpochProgress:
         seconds = float(metrics.get("seconds") or 0.0)
         try:
             record = _Record(Store(StoreConfig(**self.store_config)), self.key)
-            record.progress(phase="training", epoch=int(metrics["epoch"]) + 1,
-                            epochs=int(metrics["epochs"]), loss=float(metrics["loss"]),
-                            events_per_second=(metrics["events"] / seconds) if seconds > 0 else None,
-                            resumed_from_epoch=metrics.get("resumed_from_epoch"))
+            record.set(progress={
+                "phase": "training", "epoch": int(metrics["epoch"]) + 1,
+                "epochs": int(metrics["epochs"]), "loss": float(metrics["loss"]),
+                "events_per_second": (metrics["events"] / seconds) if seconds > 0 else None,
+                "resumed_from_epoch": metrics.get("resumed_from_epoch")})
             return record.stopping()
         except _Ended:
             return True
@@ -258,7 +258,7 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         if stop.is_set() or record.stopping():
             raise _Stopped()
         record.set(status=Status.CREATE_IN_PROGRESS.value,
-                   progress={**store.registry.read(key).get("progress", {}), "phase": name, **progress})
+                   progress={"phase": name, **progress})
 
     try:
         beat.start()
@@ -346,7 +346,7 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         return record.set(status=Status.ACTIVE.value, metrics=report["model"],
                           baselines=report["baselines"], lift=report["lift"], timings=timings,
                           artifact_uri=f"{store.config.uri.rstrip('/')}/{model_key}",
-                          progress={**store.registry.read(key).get("progress", {}), "phase": "done"})
+                          progress={"phase": "done"})
     except _Ended:
         return store.registry.read(key) if store.backend.exists(key) else doc
     except _Stopped:
