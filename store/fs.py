@@ -178,8 +178,8 @@ class LocalBackend(Backend):
     def _temp_in(self, target: Path, data: bytes) -> str:
         """A durable temporary file beside `target` (its folder re-made if a delete races)."""
         for attempt in range(5):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
+            try:  # a concurrent delete can remove a folder between mkdir's steps, too
+                target.parent.mkdir(parents=True, exist_ok=True)
                 return self._write_temp(target.parent, data)
             except FileNotFoundError:
                 if attempt == 4:
