@@ -395,11 +395,15 @@ class SolutionVersion(_Resource):
         default_factory=dict, description="The dataset snapshot id each dataset kind trained on."
     )
     evaluation: dict[str, Any] | None = Field(default=None, description="The split, described.")
-    metrics: dict[str, float] | None = Field(default=None, description="The model's, on the split.")
-    baselines: dict[str, dict[str, float]] | None = Field(
+    metrics: dict[str, float | None] | None = Field(
+        default=None, description="The model's, on the split (null: could not be computed, see "
+                                  "metrics_unavailable).")
+    baselines: dict[str, dict[str, float | None]] | None = Field(
         default=None, description="The same metrics for baselines (popularity; random in cold start)."
     )
-    lift: dict[str, float] | None = Field(default=None, description="model / popularity per metric.")
+    lift: dict[str, float | None] | None = Field(default=None, description="model / popularity per metric.")
+    metrics_unavailable: dict[str, str] | None = Field(
+        default=None, description="Metrics left out and why, keyed like 'model.perplexity'.")
     evaluation_config: EvaluationConfig | None = None
     training: dict[str, Any] | None = Field(
         default=None, description="Epochs run, training events, events/s, resumed_from_epoch."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .fs import Backend, PreconditionFailed, StoreConfig, open_backend
-from .registry import AlreadyExists, Keys, NotFound, Registry, now_iso, validate_name
+from .registry import AlreadyExists, Keys, NotFound, Registry, dump_json, now_iso, validate_name
 
 __all__ = [
     "Store",
@@ -14,6 +14,7 @@ __all__ = [
     "AlreadyExists",
     "NotFound",
     "PreconditionFailed",
+    "dump_json",
     "now_iso",
     "validate_name",
 ]

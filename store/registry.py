@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 import time
@@ -23,6 +24,7 @@ __all__ = [
     "now_iso",
     "validate_name",
     "backoff",
+    "dump_json",
 ]
 
 _NAME = re.compile(NAME_PATTERN)
@@ -209,5 +211,24 @@ class Registry:
         return out
 
 
+def dump_json(doc: Any, *, indent: int | None = None) -> bytes:
+    """Strict JSON (RFC 8259) bytes: a NaN or infinite float becomes null, never `NaN`/`Infinity`.
+
+    Every record and document the platform writes goes through here, so any JSON parser (the
+    SDK's, a browser's, `jq`) reads it.
+    """
+    return json.dumps(_finite(doc), sort_keys=True, default=str, allow_nan=False, indent=indent).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _dump(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, default=str).encode()
+    return dump_json(doc)

@@ -23,6 +23,15 @@ with at least one relevant item. For a user with relevant set ``R`` and ranked l
 
 These match ranx (``precision@k``, ``recall@k``, ``ndcg@k``, ``hit_rate@k``, ``mrr``), checked in
 the tests. A relevant item repeated in a list counts once, at its first position.
+
+Perplexity (:func:`perplexity`) is ``exp(-mean(log p))`` of the held-out targets. A model gives a
+target it never saw in training probability 0, which would make it infinite; so model
+probabilities are smoothed first (:func:`smooth_log_probs`): ``p' = (1 - a) p + a / (V + 1)``
+with ``a = UNSEEN_MASS`` (1e-3) and ``V`` the model's catalog size, the ``+ 1`` standing for
+"an item not in the catalog". The popularity baseline is Laplace-smoothed over a catalog that
+includes the held-out items. A metric that still cannot be computed is left out of the
+document and its reason given under ``unavailable`` (see :func:`compare`): records are strict
+JSON, never NaN or Infinity.
 """
 
 from __future__ import annotations
@@ -40,17 +49,22 @@ __all__ = [
     "DEFAULT_KS",
     "PopularityBaseline",
     "Split",
+    "UNSEEN_MASS",
     "cold_start_split",
     "compare",
     "evaluate_popularity",
     "perplexity",
     "popularity_baseline",
     "ranking_metrics",
+    "smooth_log_probs",
     "temporal_holdout",
     "uniform_random_metrics",
 ]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 25)
+
+# Probability mass a model's perplexity reserves for items outside its catalog (see the docstring).
+UNSEEN_MASS = 1e-3
 
 # Metrics where a lower value is better: their lift is baseline / model (see `compare`).
 _LOWER_IS_BETTER = frozenset({"perplexity"})
@@ -369,6 +383,19 @@ def perplexity(log_probs_of_targets: np.ndarray) -> float:
     return float(np.exp(-lp.mean()))
 
 
+def smooth_log_probs(log_probs: np.ndarray, vocabulary_size: int, mass: float = UNSEEN_MASS) -> np.ndarray:
+    """``log((1 - mass) * p + mass / (vocabulary_size + 1))`` of natural-log probabilities.
+
+    Keeps a target the model never saw (``log p = -inf``) finite: it gets ``mass / (V + 1)``, the
+    share of one extra "not in the catalog" item. The smoothed values still sum to at most 1 over
+    the catalog plus that item.
+    """
+    if vocabulary_size < 1 or not 0.0 < mass < 1.0:
+        raise ValueError(f"need vocabulary_size >= 1 and 0 < mass < 1, got {vocabulary_size}, {mass}")
+    lp = np.asarray(log_probs, dtype=np.float64)
+    return np.logaddexp(np.log1p(-mass) + lp, math.log(mass / (vocabulary_size + 1)))
+
+
 def uniform_random_metrics(
     split: Split, ks: Sequence[int] = DEFAULT_KS, catalog_size: int | None = None,
 ) -> dict[str, float]:
@@ -620,9 +647,24 @@ def compare(model_metrics: Mapping[str, float], baseline_metrics: Mapping[str, f
     lower-is-better keys (``perplexity``) it is ``baseline / model`` (model above 0), so a lift
     above 1 always means the model is better.
 
+    A value that is not a finite number (NaN, infinite) is left out of ``model`` / ``baselines``
+    and named under ``unavailable`` (``"model.perplexity": reason``), so the document is strict JSON.
+
     Returns:
-        ``{"model": {...}, "baselines": {baseline: {...}}, "lift": {...}}``.
+        ``{"model": {...}, "baselines": {baseline: {...}}, "lift": {...}, "unavailable": {...}}``.
     """
+    unavailable: dict[str, str] = {}
+
+    def finite(side: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in metrics.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                unavailable[f"{side}.{key}"] = f"not a finite number ({value}) on this split"
+            else:
+                out[key] = value
+        return out
+
+    model_metrics, baseline_metrics = finite("model", model_metrics), finite(baseline, baseline_metrics)
     lift: dict[str, float] = {}
     for key, m in model_metrics.items():
         b = baseline_metrics.get(key)
@@ -633,8 +675,8 @@ def compare(model_metrics: Mapping[str, float], baseline_metrics: Mapping[str, f
                 lift[key] = float(b) / float(m)
         elif b > 0:
             lift[key] = float(m) / float(b)
-    return {"model": dict(model_metrics), "baselines": {baseline: dict(baseline_metrics)},
-            "lift": lift}
+    return {"model": model_metrics, "baselines": {baseline: baseline_metrics}, "lift": lift,
+            "unavailable": unavailable}
 
 
 # ---------------------------------------------------------------------------------------------

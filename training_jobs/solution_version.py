@@ -19,7 +19,6 @@ CREATE_STOPPING → CREATE_STOPPED at the next epoch end (or phase boundary).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -37,7 +36,7 @@ import pyarrow.fs as pafs
 from recipes import get_recipe
 from recipes.base import RecipeSpec
 from sdk.types import DatasetKind, EvaluationConfig, Role, ScalingConfig, Schema, Status
-from store import Keys, NotFound, Store, StoreConfig, now_iso
+from store import Keys, NotFound, Store, StoreConfig, dump_json, now_iso
 from store.snapshots import open_snapshot, read_current
 
 from .evaluation import (
@@ -48,6 +47,7 @@ from .evaluation import (
     evaluate_popularity,
     perplexity,
     ranking_metrics,
+    smooth_log_probs,
     temporal_holdout,
     uniform_random_metrics,
 )
@@ -218,7 +218,7 @@ def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
         return compare(model, uniform_random_metrics(split, DEFAULT_KS), baseline="random")
     log_p = predictor.target_log_probs(histories, [split.test_targets[u] for u in users],
                                        user_ids=users, request_times=times)
-    model["perplexity"] = perplexity(log_p)
+    model["perplexity"] = perplexity(smooth_log_probs(log_p, catalog))
     popularity = evaluate_popularity(split, DEFAULT_KS, catalog_size=catalog, depth=evaluation.depth)
     return compare(model, popularity, baseline="popularity")
 
@@ -337,14 +337,15 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
                         destination_filesystem=store.backend.filesystem)
         metrics_doc = {**report, "evaluation": split.describe(), "snapshots":
                        {k.value: m.snapshot_id for k, m in manifests.items()}, "training": training}
-        store.backend.put(f"{version_prefix}/metrics.json", json.dumps(metrics_doc, indent=2).encode())
+        store.backend.put(f"{version_prefix}/metrics.json", dump_json(metrics_doc, indent=2))
         store.backend.delete_prefix(f"{version_prefix}/checkpoints")
         timings["save_seconds"] = time.perf_counter() - t0
         timings["total_seconds"] = time.perf_counter() - t_start
         if stop.is_set() or record.stopping():
             raise _Stopped()
         return record.set(status=Status.ACTIVE.value, metrics=report["model"],
-                          baselines=report["baselines"], lift=report["lift"], timings=timings,
+                          baselines=report["baselines"], lift=report["lift"],
+                          metrics_unavailable=report["unavailable"] or None, timings=timings,
                           artifact_uri=f"{store.config.uri.rstrip('/')}/{model_key}",
                           progress={"phase": "done"})
     except _Ended:

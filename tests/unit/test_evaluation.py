@@ -30,9 +30,9 @@ L2 = math.log2
 
 def test_public_surface_and_no_heavy_imports():
     assert ev.__all__ == [
-        "DEFAULT_KS", "PopularityBaseline", "Split", "cold_start_split", "compare",
+        "DEFAULT_KS", "PopularityBaseline", "Split", "UNSEEN_MASS", "cold_start_split", "compare",
         "evaluate_popularity", "perplexity", "popularity_baseline", "ranking_metrics",
-        "temporal_holdout", "uniform_random_metrics",
+        "smooth_log_probs", "temporal_holdout", "uniform_random_metrics",
     ]
     tree = ast.parse(Path(ev.__file__).read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
@@ -409,6 +409,28 @@ def test_compare():
     base = {"ndcg@10": 0.15, "mrr": 0.0, "perplexity": 100.0}
     out = compare(model, base)
     assert out["model"] == model and out["baselines"] == {"popularity": base}
+    assert out["unavailable"] == {}
     # ndcg 0.3 / 0.15 = 2; mrr skipped (baseline 0); coverage skipped (absent from the baseline);
     # perplexity is lower-is-better: 100 / 50 = 2.
     assert out["lift"] == {"ndcg@10": pytest.approx(2.0), "perplexity": pytest.approx(2.0)}
+
+
+def test_smoothed_perplexity_stays_finite_for_items_the_model_never_saw():
+    # A held-out item outside the catalog: log p = -inf, raw perplexity infinite.
+    lp = np.log(np.array([0.5, 0.25, 0.0]))
+    assert not math.isfinite(perplexity(lp))
+    smoothed = ev.smooth_log_probs(lp, vocabulary_size=9)
+    got = perplexity(smoothed)
+    assert math.isfinite(got) and got > perplexity(lp[:2])
+    # The unseen target gets exactly UNSEEN_MASS / (V + 1); a known one is barely changed.
+    assert smoothed[2] == pytest.approx(math.log(ev.UNSEEN_MASS / 10))
+    assert smoothed[0] == pytest.approx(math.log((1 - ev.UNSEEN_MASS) * 0.5 + ev.UNSEEN_MASS / 10))
+    with pytest.raises(ValueError):
+        ev.smooth_log_probs(lp, vocabulary_size=0)
+
+
+def test_compare_leaves_out_non_finite_values_with_a_reason():
+    out = compare({"ndcg@10": 0.3, "perplexity": math.inf}, {"ndcg@10": 0.1, "perplexity": math.nan})
+    assert out["model"] == {"ndcg@10": 0.3} and out["baselines"] == {"popularity": {"ndcg@10": 0.1}}
+    assert set(out["unavailable"]) == {"model.perplexity", "popularity.perplexity"}
+    assert "finite" in out["unavailable"]["model.perplexity"]

@@ -67,3 +67,39 @@ def test_item_cold_start_ranks_only_held_items_next_to_random(data: SyntheticDat
         assert key in model and key in random and key in report["lift"]
     # Coverage can only count held items: at most the held share of the catalog.
     assert model["coverage@25"] <= len(held) / len(predictor.featurizer.item_ids) + 1e-9
+
+
+def test_perplexity_is_finite_when_held_out_items_never_reached_training(data: SyntheticData) -> None:
+    """README's first hour: an item seen only in the held-out part made perplexity infinite, written
+    as `Infinity` into the version record; the SDK then failed to read it."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from sdk.types import SolutionVersion
+    from store import dump_json
+
+    split = temporal_holdout(data.interactions, user_col="user_id", item_col="item_id",
+                             time_col="timestamp", fraction=0.2, min_users=30, holdout_last=3, seed=0)
+    held = set(split.held_out.column("item_id").to_pylist())
+    # Drop some held-out items from training entirely: the model has never seen them.
+    unseen = sorted(held)[: max(1, len(held) // 3)]
+    def without(t: pa.Table) -> pa.Table:
+        return t.filter(pc.invert(pc.is_in(t["item_id"], pa.array(unseen))))
+
+    tables = {**data.tables(), DatasetKind.INTERACTIONS: without(split.train),
+              DatasetKind.ITEMS: without(data.items)}
+    predictor = _train(tables, data)
+    assert any(predictor.item_index([i])[0] == 1 for i in unseen)  # OOV in the model
+    report = evaluate_version(predictor, split, EvaluationConfig(depth=50), COLS)
+    assert np.isfinite(report["model"]["perplexity"])
+    # Whatever the report holds, the record is strict JSON and the SDK's model reads it back.
+    doc = json.loads(dump_json({"metrics": {**report["model"], "broken": float("inf")}}),
+                     parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert doc["metrics"]["broken"] is None
+    at = "2026-01-01T00:00:00Z"
+    v = SolutionVersion.model_validate({"name": "v1", "status": "ACTIVE", "created_at": at, "updated_at": at,
+                                        "dataset_group": "g", "solution": "s", "recipe": "hrnn-meta",
+                                        "metrics": doc["metrics"]})
+    assert v.metrics["broken"] is None
