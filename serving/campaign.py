@@ -13,6 +13,20 @@ and no second deployment in the path (client → Serve proxy → replica). A rep
   history, so the next answer reflects them (HRNN-meta re-runs its GRU over them);
 - scores concurrent requests together (`serve.batch`): one GRU pass per batch.
 
+Endpoint answers (no oracle: nothing tells a caller without a valid key whether a campaign exists):
+
+- without a valid API key (none, malformed, unknown) every path answers the same 401, byte for
+  byte: an existing campaign's routes, its `healthz`, any other path under its prefix, a missing
+  campaign, and any path the catch-all app (`NotFoundApp`, at "/") receives. `healthz` too: it
+  is a 401 without the key, and shows the version only to the campaign's tenant;
+- with another tenant's key: the 404 of a campaign that does not exist (`NOT_FOUND`);
+- with the campaign's tenant's key: exactly `POST <prefix>/recommend`, `POST <prefix>/rank` and
+  `GET <prefix>/healthz` are served, matched on the raw request path (a query string is fine);
+  anything else (`%2e%2e`, `//`, a trailing slash or segment) is a 404.
+
+Key lookups are cached per replica (`_AUTH_CACHE_S`, unknown keys too) and a miss reads the store
+on a worker thread, never on the replica's event loop; concurrent misses of one key share one read.
+
 Overload: `max_ongoing_requests` per replica and `max_queued_requests` beyond which Serve answers
 429 at once instead of queueing without bound. Updates start the new replicas before stopping
 the old ones (`max_surge_percent=100`), so a version switch drops no request.
@@ -20,10 +34,12 @@ the old ones (`max_surge_percent=100`), so a version switch drops no request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +68,10 @@ MAX_BODY_BYTES = 64 << 10
 _AUTH_CACHE_S = 30.0
 NOT_FOUND = json.dumps({"error": {"type": "not_found", "message": "campaign not found",
                                   "field": None}}).encode()
+UNAUTHENTICATED = json.dumps({"error": {"type": "unauthenticated", "field": None, "message":
+                                        "missing or invalid API key: send 'Authorization: Bearer <api key>'"}}
+                             ).encode()
+_ROUTES = {"recommend": "POST", "rank": "POST", "healthz": "GET"}
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -63,6 +83,55 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
 
 def _error(status: int, type_: str, message: str, field: str | None = None) -> Any:
     return _json(status, {"error": {"type": type_, "message": message, "field": field}})
+
+
+def _unauthenticated() -> Any:
+    """The one 401 of every campaign path and of the catch-all app."""
+    return _json(401, UNAUTHENTICATED, {"WWW-Authenticate": "Bearer"})
+
+
+class _KeyCache:
+    """API key → tenant (None: unknown or malformed), cached `_AUTH_CACHE_S`. A miss reads the
+    store on a worker thread; concurrent misses of one key share that read."""
+
+    def __init__(self, store: Store | None) -> None:
+        self.registry = store.registry if store else None  # None: no key is valid
+        self._hits: dict[str, tuple[str | None, float]] = {}
+        self._pending: dict[str, asyncio.Task[str | None]] = {}
+
+    async def tenant(self, headers: Any) -> str | None:
+        key = headers.get("x-api-key")
+        authorization = headers.get("authorization")
+        if authorization:
+            scheme, _, value = authorization.partition(" ")
+            key = value.strip() if scheme.lower() == "bearer" else None
+        if not key or self.registry is None:
+            return None
+        hit = self._hits.get(key)
+        if hit and hit[1] > time.monotonic():
+            return hit[0]
+        task = self._pending.get(key)
+        if task is None:
+            task = self._pending[key] = asyncio.create_task(self._lookup(key))
+        return await asyncio.shield(task)  # a cancelled request does not cancel the others' read
+
+    async def _lookup(self, key: str) -> str | None:
+        try:
+            tenant = await asyncio.to_thread(resolve_api_key, self.registry, key)
+            if len(self._hits) > 10_000:
+                self._hits.clear()
+            self._hits[key] = (tenant, time.monotonic() + _AUTH_CACHE_S)
+            return tenant
+        finally:
+            self._pending.pop(key, None)
+
+
+def _route(scope: dict[str, Any], prefix: str) -> str | None:
+    """The route the raw request path names exactly (`<prefix>/<route>`), else None."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope.get("path", "")
+    head, sep, route = path.rpartition("/")
+    return route if sep and head == prefix and route in _ROUTES else None
 
 
 class _Histories:
@@ -139,7 +208,8 @@ class CampaignServer:
         order = order[freq[order] > 0]
         self.popular = list(zip(ids[order].tolist(), freq[order].tolist()))
         self.popularity = dict(self.popular)
-        self._auth: dict[str, tuple[str | None, float]] = {}
+        self._keys = _KeyCache(self.store)
+        self._prefix = endpoint_path(tenant, group, campaign)
         self._events: Any = None
         self._events_checked = 0.0
         log.info("campaign %s/%s/%s serving %s (%d users with history)", tenant, group, campaign,
@@ -147,17 +217,17 @@ class CampaignServer:
 
     # --- request handling --------------------------------------------------------------------
     async def __call__(self, request: Any) -> Any:
-        path = request.url.path.rstrip("/").rsplit("/", 1)[-1]
-        if request.method == "GET" and path == "healthz":
-            return _json(200, {"status": "ok", "solution_version": self.version})
-        tenant = self._tenant(request.headers.get("authorization"), request.headers.get("x-api-key"))
+        tenant = await self._keys.tenant(request.headers)
         if tenant is None:
-            return _error(401, "unauthenticated", "missing or invalid API key: send "
-                                                  "'Authorization: Bearer <api key>'")
+            return _unauthenticated()
         if tenant != self.tenant:
             return _json(404, NOT_FOUND)  # the same answer as a campaign that does not exist
-        if request.method != "POST" or path not in ("recommend", "rank"):
-            return _error(404, "not_found", "no such route: POST .../recommend or .../rank")
+        path = _route(request.scope, self._prefix)
+        if path is None or request.method != _ROUTES[path]:
+            return _error(404, "not_found", "no such route: POST .../recommend, POST .../rank or "
+                                            "GET .../healthz")
+        if path == "healthz":
+            return _json(200, {"status": "ok", "solution_version": self.version})
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
@@ -171,23 +241,6 @@ class CampaignServer:
             return _validation_error(e)
         result = await self._answer(path, req)
         return _json(200, result)
-
-    def _tenant(self, authorization: str | None, x_api_key: str | None) -> str | None:
-        key = x_api_key
-        if authorization:
-            scheme, _, value = authorization.partition(" ")
-            key = value.strip() if scheme.lower() == "bearer" else None
-        if not key:
-            return None
-        hit = self._auth.get(key)
-        now = time.monotonic()
-        if hit and hit[1] > now:
-            return hit[0]
-        tenant = resolve_api_key(self.store.registry, key)
-        if len(self._auth) > 10_000:
-            self._auth.clear()
-        self._auth[key] = (tenant, now + _AUTH_CACHE_S)
-        return tenant
 
     async def _answer(self, kind: str, req: Any) -> dict[str, Any]:
         return await self._batched((kind, req))
@@ -291,19 +344,48 @@ def _validation_error(e: ValidationError) -> Any:
 
 
 class NotFoundApp:
-    """Answers every path no campaign owns (e.g. a deleted one) with the campaign 404."""
+    """Answers every path no campaign owns (a missing or deleted campaign, any other path): the
+    campaign 401 without a valid API key, else the campaign 404."""
+
+    def __init__(self, store_config: dict[str, Any] | None = None) -> None:
+        self._keys = _KeyCache(Store(StoreConfig(**store_config)) if store_config else None)
 
     async def __call__(self, request: Any) -> Any:
+        if await self._keys.tenant(request.headers) is None:
+            return _unauthenticated()
         return _json(404, NOT_FOUND)
 
 
-def ensure_serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Start Serve's HTTP proxy (idempotent) and the catch-all 404 app at "/"."""
+_CATCH_ALL = "tagrec-not-found"
+_catch_all_lock = threading.Lock()
+_catch_all_store: dict[str, Any] | None = None  # the store config this process deployed it with
+
+
+def _run_catch_all(store_config: dict[str, Any] | None) -> None:
+    serve.run(serve.deployment(NotFoundApp, name="not-found", num_replicas=1, max_surge_percent=100,
+                               ray_actor_options={"num_cpus": 0}).bind(store_config),
+              name=_CATCH_ALL, route_prefix="/")
+
+
+def ensure_serve(host: str = "127.0.0.1", port: int = 8000,
+                 store_config: dict[str, Any] | None = None) -> None:
+    """Start Serve's HTTP proxy (idempotent) and the catch-all app at "/" (it checks keys against
+    `store_config`; without one it answers 401 to everything until the first `deploy`)."""
+    global _catch_all_store
     serve.start(http_options={"host": host, "port": port})
-    if "tagrec-not-found" not in serve.status().applications:
-        serve.run(serve.deployment(NotFoundApp, name="not-found", num_replicas=1,
-                                   ray_actor_options={"num_cpus": 0}).bind(),
-                  name="tagrec-not-found", route_prefix="/")
+    with _catch_all_lock:
+        if _CATCH_ALL not in serve.status().applications:
+            _run_catch_all(store_config)
+            _catch_all_store = store_config
+
+
+def _ensure_catch_all(store_config: dict[str, Any]) -> None:
+    """(Re)deploy the catch-all with the store's keys, once per process and store."""
+    global _catch_all_store
+    with _catch_all_lock:
+        if _catch_all_store != store_config:
+            _run_catch_all(store_config)
+            _catch_all_store = store_config
 
 
 def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict[str, Any], *,
@@ -331,6 +413,7 @@ def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict
         options["num_replicas"] = campaign["min_replicas"]
     app = serve.deployment(CampaignServer, **options).bind(store_config, tenant, group, campaign["name"],
                                                    campaign["solution"], campaign["solution_version"])
+    _ensure_catch_all(store_config)
     serve.run(app, name=app_name(tenant, group, campaign["name"]),
               route_prefix=endpoint_path(tenant, group, campaign["name"]))
 
