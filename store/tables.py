@@ -2,13 +2,15 @@
 
 Every source column is converted by `conform`, which either returns a batch typed exactly as
 `arrow_schema(schema)` or raises `DataError` naming the column, the problem, and the first
-offending rows (1-based data rows, the header not counted).
+offending rows (1-based data rows, the header not counted). Text may not hold NUL bytes, and a
+nested source column (a Parquet list or struct) fits only a categorical field, as a flat list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -102,17 +104,44 @@ def _scalar_ok(target: pa.DataType) -> Callable[[object], bool]:
     return ok
 
 
-def _to_text(col: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
-    """Binary/string → validated UTF-8 string."""
+def _to_text(col: pa.Array, field: SchemaField, first_row: int, lists: pa.Array | None = None) -> pa.Array:
+    """Binary/string → validated UTF-8 string without NUL bytes (`lists`: whose values `col` are)."""
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return col.cast(pa.string())
-    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        text = col.cast(pa.string())
+    elif pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
         try:
-            return col.cast(pa.string())
+            text = col.cast(pa.string())
         except pa.ArrowInvalid:
             raise _fail(field, col, _scalar_ok(pa.string()), first_row,
                         "is not valid UTF-8 text") from None
-    return col.cast(pa.string())  # numbers given for a string column: their text
+    else:
+        return col.cast(pa.string())  # numbers given for a string column: their text
+    _refuse_nul(text, field, first_row, lists)
+    return text
+
+
+def _refuse_nul(text: pa.Array, field: SchemaField, first_row: int, lists: pa.Array | None = None) -> None:
+    """NUL bytes in text are binary data (or a broken export), not text: name the rows.
+
+    `text` may be the values of the list array `lists`: rows are then numbered by list.
+    """
+    data = text.buffers()[2]
+    # No zero byte anywhere in the values' buffer: the common case, at memory speed.
+    if data is None or data.size == 0 or np.frombuffer(data, np.uint8).min() > 0:
+        return
+    found = pc.indices_nonzero(pc.match_substring(text, "\x00").fill_null(False))
+    if not len(found):
+        return  # the zero byte was outside this slice of the buffer
+    first_value = text[found[0].as_py()].as_py()
+    rows = found if lists is None else pc.unique(pc.list_parent_indices(lists).take(found))
+    offending = [first_row + i for i in rows.to_pylist()[:MAX_REPORTED_ROWS]]
+    raise DataError(
+        f"column {field.name!r} ({field.type.value}): value {_show(first_value)} at row {offending[0]} "
+        f"has a NUL byte (\\x00), binary data rather than text; first offending rows: "
+        f"{', '.join(map(str, offending))}",
+        column=field.name,
+        rows=offending,
+    )
 
 
 def _timestamps(col: pa.Array, field: SchemaField, first_row: int) -> pa.Array:
@@ -182,7 +211,7 @@ def _timestamp_ok(value: object) -> bool:
 
 def _categorical(col: pa.Array, field: SchemaField, delimiter: str, first_row: int) -> pa.Array:
     if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
-        values = _to_text(col.flatten(), field, first_row)
+        values = _to_text(col.flatten(), field, first_row, lists=col)
         return pa.ListArray.from_arrays(col.offsets, values, mask=col.is_null())
     text = _to_text(col, field, first_row)
     parts = pc.split_pattern(text, delimiter)
@@ -192,7 +221,11 @@ def _categorical(col: pa.Array, field: SchemaField, delimiter: str, first_row: i
 
 def _convert(col: pa.Array, field: SchemaField, delimiter: str, first_row: int) -> pa.Array:
     target = _TYPES[field.type]
-    if col.type == target:
+    if col.type == target:  # as stored, but text must still be free of NUL bytes
+        if field.type == FieldType.CATEGORICAL:
+            _refuse_nul(col.flatten(), field, first_row, lists=col)
+        elif pa.types.is_string(target):
+            _refuse_nul(col, field, first_row)
         return col
     if field.type in (FieldType.STRING, FieldType.TEXT):
         return _to_text(col, field, first_row)
@@ -211,12 +244,23 @@ def _convert(col: pa.Array, field: SchemaField, delimiter: str, first_row: int) 
         raise _fail(field, source, _scalar_ok(target), first_row) from None
 
 
+def _check_nesting(col: pa.Array, field: SchemaField) -> None:
+    """A nested source column fits only a categorical field, and only as a list of scalars."""
+    inner = col.type
+    if field.type == FieldType.CATEGORICAL and (pa.types.is_list(inner) or pa.types.is_large_list(inner)):
+        inner = inner.value_type
+    if pa.types.is_nested(inner):
+        raise DataError(f"column {field.name!r} ({field.type.value}): the source column holds "
+                        f"{col.type} values; expected {_TYPE_WORDS[field.type]} in each row",
+                        column=field.name)
+
+
 def conform(batch: pa.RecordBatch | pa.Table, schema: Schema, first_row: int) -> pa.RecordBatch:
     """Convert `batch` to the dataset's Arrow schema; `first_row` numbers its first row.
 
     Raises:
-        DataError: a column is missing, a value does not convert, or a non-nullable field
-            is empty.
+        DataError: a column is missing or nested where a scalar is expected, a value does not
+            convert or holds a NUL byte, or a non-nullable field is empty.
     """
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else \
@@ -226,7 +270,14 @@ def conform(batch: pa.RecordBatch | pa.Table, schema: Schema, first_row: int) ->
     for field in schema.fields:
         if field.name not in names:
             raise DataError(f"column {field.name!r} is missing", column=field.name)
-        col = _convert(batch.column(field.name), field, schema.categorical_delimiter, first_row)
+        source = batch.column(field.name)
+        _check_nesting(source, field)
+        try:
+            col = _convert(source, field, schema.categorical_delimiter, first_row)
+        except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise DataError(f"column {field.name!r} ({field.type.value}): the source column's "
+                            f"{source.type} values cannot be read as {_TYPE_WORDS[field.type]}",
+                            column=field.name) from None
         if not field.nullable and col.null_count:
             nulls = pc.indices_nonzero(col.is_null()).to_pylist()[:MAX_REPORTED_ROWS]
             rows = [first_row + i for i in nulls]
