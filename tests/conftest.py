@@ -26,6 +26,9 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 # The event log flushes every 5 s by default; tests wait for flushes, so make them quick.
 os.environ.setdefault("TAGREC_EVENTS_FLUSH_S", "0.5")
+# Local Ray clusters of this test session stay on loopback, as the platform's do (it sets this
+# before `ray` is imported; in this process a test may import ray first).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def free_port() -> int:

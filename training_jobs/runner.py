@@ -20,13 +20,14 @@ from store import Keys, NotFound, Store, now_iso
 from .dataset_import import import_task
 
 # The version job imports torch and the recipes: loaded when the first version is submitted.
-__all__ = ["JobRunner", "RayJobRunner", "ThreadJobRunner", "make_runner"]
+__all__ = ["JobRunner", "RayJobRunner", "ThreadJobRunner", "crash_reason", "make_runner"]
 
 log = logging.getLogger("tagrec.jobs")
 
 
 _ROOT = Path(__file__).resolve().parents[1]
 _PACKAGES = [str(_ROOT / p) for p in ("sdk", "store", "recipes", "training_jobs", "serving")]
+_LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value, Status.CREATE_STOPPING.value)
 
 
@@ -143,7 +144,7 @@ class ThreadJobRunner(JobRunner):
         def done(f: Any) -> None:
             self._release(key)
             if not f.cancelled() and f.exception() is not None:
-                self._mark_failed_if_open(key, f"job crashed: {f.exception()!r}")
+                self._mark_failed_if_open(key, crash_reason(f.exception(), _what(key)))
 
         future.add_done_callback(done)
 
@@ -168,27 +169,17 @@ class RayJobRunner(JobRunner):
         self._lock = threading.Lock()
         self._remote: dict[Any, Any] = {}
         self._started = False
+        if address is None:
+            # A local cluster is for this machine only: with this set before `ray` is imported,
+            # Ray takes 127.0.0.1 as the node address and its GCS, raylet, agents and workers
+            # listen there (otherwise on the machine's network address and on all interfaces).
+            os.environ.setdefault(_LOCAL_ONLY, "0")
 
     def _ensure_ray(self, task: Any) -> Any:
         with self._lock:
             if not self._started:
-                import ray
-
-                if not ray.is_initialized():
-                    env = {k: v for k, v in os.environ.items()
-                           if k.startswith(("AWS_", "TAGREC_"))}
-                    if self.address:
-                        # A cluster elsewhere runs our code too: ship the product's packages
-                        # (its Python environment must have the same dependencies).
-                        ray.init(address=self.address, log_to_driver=False,
-                                 runtime_env={"env_vars": env, "py_modules": _PACKAGES})
-                    else:
-                        # Small machines: no dashboard, a modest object store, loopback only.
-                        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-                        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
-                                 include_dashboard=False, log_to_driver=False,
-                                 object_store_memory=self.object_store_mb << 20,
-                                 runtime_env={"env_vars": env})
+                self._owner = _RayOwner(self._init_ray)
+                self._owner.start()
                 self._started = True
             if task not in self._remote:
                 import ray
@@ -199,6 +190,28 @@ class RayJobRunner(JobRunner):
                 cpus = 1 if task is import_task else 0
                 self._remote[task] = ray.remote(num_cpus=cpus, max_retries=0)(task)
             return self._remote[task]
+
+    def _init_ray(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        env = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "TAGREC_"))}
+        if self.address:
+            # A cluster elsewhere runs our code too: ship the product's packages
+            # (its Python environment must have the same dependencies).
+            ray.init(address=self.address, log_to_driver=False,
+                     runtime_env={"env_vars": env, "py_modules": _PACKAGES})
+            return
+        # Small machines: no dashboard, a modest object store; loopback only (see __init__).
+        from ray._private import ray_constants
+
+        if ray_constants.ENABLE_RAY_CLUSTER:
+            log.warning("ray was imported before the platform set %s=0: the local cluster will "
+                        "listen on this machine's network address, not only on loopback", _LOCAL_ONLY)
+        ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count(),
+                 include_dashboard=False, log_to_driver=False,
+                 object_store_memory=self.object_store_mb << 20, runtime_env={"env_vars": env})
 
     def _submit(self, key: str, task: Any, *args: str) -> None:
         remote = self._ensure_ray(task)
@@ -214,8 +227,7 @@ class RayJobRunner(JobRunner):
             ray.get(ref)
         except Exception as e:  # the task died (worker killed, OOM, cluster lost)
             log.warning("job %s died: %r", key, e)
-            self._mark_failed_if_open(key, f"job crashed: {type(e).__name__}: "
-                                           f"{str(e).splitlines()[0][:300]}")
+            self._mark_failed_if_open(key, crash_reason(e, _what(key)))
         finally:
             self._release(key)
 
@@ -253,7 +265,7 @@ class RayJobRunner(JobRunner):
                     deploy(self.store.config.as_dict(), tenant, group, target)
                 except Exception as e:  # noqa: BLE001 - reported on the campaign
                     log.warning("deploying campaign %s failed: %r", key, e)
-                    reason = f"deployment failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}"
+                    reason = f"deployment failed: {crash_reason(e, what='the deployment')}"
 
                     def failed(d: dict[str, Any]) -> dict[str, Any]:
                         if d.get("pending_update") and d["status"] == Status.ACTIVE.value:
@@ -305,10 +317,51 @@ class RayJobRunner(JobRunner):
             ray.kill(log_.handle)  # detached: it would otherwise outlive its group
 
     def shutdown(self) -> None:
+        owner = self.__dict__.get("_owner")
+        if owner is not None:
+            owner.stop()
+
+
+class _RayOwner(threading.Thread):
+    """The one thread that starts Ray and lives as long as the platform.
+
+    `ray.init` forks the GCS server and the raylet with a parent-death signal, which Linux sends
+    when the forking *thread* ends, not the process: started from a request's worker thread (which
+    AnyIO prunes after 10 s idle) or a deploy thread, the local cluster would be SIGKILLed later and
+    the platform would die a minute on. So Ray is started here, and stopped here.
+    """
+
+    def __init__(self, init: Any) -> None:
+        super().__init__(name="ray-owner", daemon=True)
+        self._init = init
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        super().start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def run(self) -> None:
+        try:
+            self._init()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of start()
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self._stopping.wait()
         import ray
 
         if ray.is_initialized():
             ray.shutdown()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stopping.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
 
 
 class _ActorLog:
@@ -334,6 +387,31 @@ class _ActorLog:
         import ray
 
         return ray.get(self.handle.flush.remote())
+
+
+def crash_reason(e: BaseException, what: str = "the job") -> str:
+    """Why a job died, in the platform's words (never Ray's internals or log file names)."""
+    name = type(e).__name__
+    if name in ("OutOfMemoryError", "ObjectStoreFullError", "OutOfDiskError", "MemoryError"):
+        return (f"{what} ran out of memory on the cluster and was stopped; nothing it had written "
+                "was published. Retry with less data per request or more memory per worker.")
+    if name in ("WorkerCrashedError", "ActorDiedError", "NodeDiedError", "LocalRayletDiedError",
+                "RaySystemError", "ActorUnavailableError", "TaskUnschedulableError",
+                "ActorUnschedulableError", "RuntimeEnvSetupError"):
+        return (f"{what} was stopped before it finished (its process on the cluster was killed or "
+                "the cluster was restarted); nothing it had written was published. Run it again.")
+    if name == "TaskCancelledError":
+        return f"{what} was cancelled before it finished; nothing it had written was published."
+    if name == "RayTaskError" or name.startswith("RayTaskError("):
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            return crash_reason(cause, what)
+    first = (str(e).splitlines() or [""])[0][:300]
+    return f"{what} failed with an internal error ({name}{': ' + first if first else ''})"
+
+
+def _what(key: str) -> str:
+    return "the import job" if "/import-jobs/" in key else "the training job"
 
 
 def make_runner(store: Store, executor: str = "ray", address: str | None = None,
