@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import training_jobs.dataset_import as dataset_import
-from store import Store, StoreConfig
+from store import Keys, Store, StoreConfig
 from tests.conftest import unique
 from tests.helpers_import import TENANT, create_dataset, create_import_job, read_dataset, run_job
 from tests.unit.test_import_validation import (
@@ -123,7 +123,7 @@ def test_limits_are_read_from_the_environment(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "TAGREC_IMPORT_MAX_ROWS" in bad.stderr and "'lots'" in bad.stderr
     done = run(TAGREC_IMPORT_MAX_ROWS="3", TAGREC_IMPORT_MAX_BYTES="1000000")
     assert done.stdout.strip() == "CREATE_FAILED", done.stderr
-    job = store.registry.read(f"tenants/{TENANT}/dataset-groups/g/import-jobs/{name}.json")
+    job = store.registry.read(Keys(TENANT).import_job("g", name))
     assert "more than 3 data rows" in job["failure_reason"]
 
 
