@@ -432,6 +432,8 @@ async def _time_handler(server: Any, dep: dict[str, Any], api_key: str, rng: Any
     headers = [(b"authorization", f"Bearer {api_key}".encode()),
                (b"content-type", b"application/json")]
 
+    path = f"{server._prefix}/recommend"  # only the campaign's exact routes are served
+
     async def call() -> None:
         body = json.dumps({"user_id": rng.choice(dep["users"]), "num_results": 25}).encode()
         sent = False
@@ -444,7 +446,7 @@ async def _time_handler(server: Any, dep: dict[str, Any], api_key: str, rng: Any
             return {"type": "http.request", "body": body, "more_body": False}
 
         scope = {"type": "http", "method": "POST", "scheme": "http", "root_path": "",
-                 "path": "/campaigns/x/recommend", "raw_path": b"/campaigns/x/recommend",
+                 "path": path, "raw_path": path.encode(),
                  "query_string": b"", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
                  "headers": [*headers, (b"content-length", str(len(body)).encode())]}
         response = await server(Request(scope, receive))

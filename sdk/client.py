@@ -18,13 +18,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlparse
 
 import httpx
 
 from sdk import config as _config
 from sdk.errors import APIConnectionError, APITimeoutError, TagrecError, status_error
+from sdk.pagination import Listing
 from sdk.resources import (
     Campaigns,
     DatasetGroups,
@@ -38,6 +39,8 @@ from sdk.resources import (
 )
 
 __all__ = ["Client", "__version__"]
+
+T = TypeVar("T")
 
 try:
     __version__ = importlib.metadata.version("tagrec")
@@ -86,7 +89,8 @@ class Client:
         max_retries: Retries of a request after a connection error, 429, 502, 503 or 504.
         start_local: With the ``default`` profile, start the local platform
             (``python -m tagrec.cli up``) when nothing is configured or the configured local
-            server does not answer.
+            server does not answer, saying so on stderr (``tagrec: started the local platform
+            at URL (store ..., log ...)``).
 
     Raises:
         TagrecError: No API key could be found (or the local platform failed to start).
@@ -151,12 +155,16 @@ class Client:
     def _start_local() -> None:
         cmd = [sys.executable, "-m", "tagrec.cli", "-o", "json", "up"]
         try:
-            subprocess.run(cmd, check=True, capture_output=True, text=True)
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         except subprocess.CalledProcessError as e:
             detail = (e.stderr or "").strip().splitlines()[-1:] or [str(e)]
             raise TagrecError(f"could not start the local tagrec platform: {detail[0]}") from e
         except OSError as e:
             raise TagrecError(f"could not start the local tagrec platform: {e}") from e
+        # What `up` said (the platform started, where, a replaced port) goes to our stderr, never
+        # stdout: the user learns a platform now runs, and a program's output stays its own.
+        sys.stderr.write(getattr(done, "stderr", None) or "")
+        sys.stderr.flush()
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r})"
@@ -249,6 +257,17 @@ class Client:
             return asked
         delay = min(self.initial_retry_delay * 2**attempt, self.max_retry_delay)
         return delay * (1 - 0.25 * random.random())
+
+    def listing(self, path: str, parse: Callable[[Any], T], *, page_size: int = 100) -> Listing[T]:
+        """A :class:`~sdk.pagination.Listing` of ``path``: first page now, the rest as iterated."""
+
+        def fetch(token: str | None) -> dict[str, Any]:
+            params: dict[str, Any] = {"max_results": page_size}
+            if token:
+                params["next_token"] = token
+            return dict(self.request("GET", path, params=params).json())
+
+        return Listing(fetch, parse)
 
     def paginate(self, path: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Yield every item of a paginated listing, following ``next_token``."""

@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 from pydantic import TypeAdapter
 
-from sdk.errors import ResourceFailedError, WaitTimeoutError
+from sdk.errors import NotFoundError, ResourceFailedError, WaitTimeoutError
+from sdk.pagination import Listing
 from sdk.types import (
     TERMINAL_STATUSES,
     Campaign,
@@ -55,6 +56,7 @@ __all__ = ["Campaigns", "DatasetGroups", "DatasetImportJobs", "Datasets", "Event
            "SolutionVersions", "Solutions", "Uploads"]
 
 UPLOAD_CHUNK_SIZE = 1 << 20
+LATEST = "latest"  # as a version name: the solution's newest ACTIVE version
 Format = Literal["csv", "parquet"]
 
 
@@ -125,10 +127,9 @@ class DatasetGroups(_Collection):
         resp = self._client.request("GET", f"/v1/dataset-groups/{_seg(name)}")
         return DatasetGroup.model_validate(resp.json())
 
-    def list(self) -> builtins.list[DatasetGroup]:
-        """All dataset groups of the tenant (every page)."""
-        items = self._client.paginate("/v1/dataset-groups")
-        return [DatasetGroup.model_validate(item) for item in items]
+    def list(self) -> Listing[DatasetGroup]:
+        """The tenant's dataset groups (pages fetched as iterated; see `sdk.pagination`)."""
+        return self._client.listing("/v1/dataset-groups", DatasetGroup.model_validate)
 
     def delete(self, name: str, *, force: bool = False) -> None:
         """Delete a dataset group; `force` also deletes its children."""
@@ -165,10 +166,10 @@ class Datasets(_Collection):
         path = f"/v1/dataset-groups/{_seg(dataset_group)}/datasets/{_kind(kind)}"
         return Dataset.model_validate(self._client.request("GET", path).json())
 
-    def list(self, dataset_group: str) -> builtins.list[Dataset]:
+    def list(self, dataset_group: str) -> Listing[Dataset]:
         """All datasets of a group."""
-        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/datasets")
-        return [Dataset.model_validate(item) for item in items]
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/datasets"
+        return self._client.listing(path, Dataset.model_validate)
 
     def delete(self, dataset_group: str, kind: DatasetKind | str) -> None:
         """Delete a dataset."""
@@ -268,10 +269,10 @@ class DatasetImportJobs(_Collection):
         path = f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs/{_seg(name)}"
         return DatasetImportJob.model_validate(self._client.request("GET", path).json())
 
-    def list(self, dataset_group: str) -> builtins.list[DatasetImportJob]:
+    def list(self, dataset_group: str) -> Listing[DatasetImportJob]:
         """All import jobs of a group."""
-        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs")
-        return [DatasetImportJob.model_validate(item) for item in items]
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/import-jobs"
+        return self._client.listing(path, DatasetImportJob.model_validate)
 
     def wait(
         self,
@@ -343,9 +344,9 @@ class Recipes(_Collection):
     """``client.recipes``: the models a solution can train, with their data needs and
     hyperparameters (JSON schema with defaults, bounds and descriptions)."""
 
-    def list(self) -> builtins.list[RecipeInfo]:
+    def list(self) -> Listing[RecipeInfo]:
         """Every recipe."""
-        return [RecipeInfo.model_validate(item) for item in self._client.paginate("/v1/recipes")]
+        return self._client.listing("/v1/recipes", RecipeInfo.model_validate)
 
     def retrieve(self, recipe: str) -> RecipeInfo:
         """One recipe by id (e.g. ``"hrnn-meta"``)."""
@@ -385,10 +386,10 @@ class Solutions(_Collection):
         path = f"/v1/dataset-groups/{_seg(dataset_group)}/solutions/{_seg(name)}"
         return Solution.model_validate(self._client.request("GET", path).json())
 
-    def list(self, dataset_group: str) -> builtins.list[Solution]:
+    def list(self, dataset_group: str) -> Listing[Solution]:
         """All solutions of a group."""
-        items = self._client.paginate(f"/v1/dataset-groups/{_seg(dataset_group)}/solutions")
-        return [Solution.model_validate(item) for item in items]
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/solutions"
+        return self._client.listing(path, Solution.model_validate)
 
     def delete(self, dataset_group: str, name: str) -> None:
         """Delete a solution and its versions (refused while one trains)."""
@@ -425,18 +426,36 @@ class SolutionVersions(_Collection):
         )
         return SolutionVersion.model_validate(resp.json())
 
+    def resolve(self, dataset_group: str, solution: str, version: str) -> str:
+        """The version's name: `version` itself, or for ``"latest"`` the newest ACTIVE version's.
+
+        Raises:
+            NotFoundError: ``"latest"`` was asked for and the solution has no ACTIVE version.
+        """
+        if version != LATEST:
+            return version
+        active = [v for v in self.list(dataset_group, solution) if v.status == Status.ACTIVE]
+        if not active:
+            raise NotFoundError(
+                f"solution {solution!r} of dataset group {dataset_group!r} has no ACTIVE version "
+                f"('latest' names the newest ACTIVE one)",
+                status_code=404, error_type="not_found", field="solution_version")
+        return max(active, key=lambda v: v.created_at).name
+
     def retrieve(self, dataset_group: str, solution: str, version: str) -> SolutionVersion:
-        """Get one version (status, progress, and metrics once ACTIVE)."""
+        """Get one version (status, progress, and metrics once ACTIVE); `version` may be
+        ``"latest"``, the newest ACTIVE version."""
+        version = self.resolve(dataset_group, solution, version)
         return SolutionVersion.model_validate(
             self._client.request("GET", self._path(dataset_group, solution, version)).json())
 
-    def list(self, dataset_group: str, solution: str) -> builtins.list[SolutionVersion]:
+    def list(self, dataset_group: str, solution: str) -> Listing[SolutionVersion]:
         """All versions of a solution, newest first."""
-        items = self._client.paginate(self._path(dataset_group, solution))
-        return [SolutionVersion.model_validate(item) for item in items]
+        return self._client.listing(self._path(dataset_group, solution), SolutionVersion.model_validate)
 
     def stop(self, dataset_group: str, solution: str, version: str) -> SolutionVersion:
         """Ask a training version to stop (CREATE_STOPPING, then CREATE_STOPPED)."""
+        version = self.resolve(dataset_group, solution, version)
         path = f"{self._path(dataset_group, solution, version)}/stop"
         return SolutionVersion.model_validate(self._client.request("POST", path).json())
 
@@ -456,6 +475,7 @@ class SolutionVersions(_Collection):
             ResourceFailedError: The version ended in CREATE_FAILED (see ``failure_reason``).
             WaitTimeoutError: Still training after `timeout` seconds.
         """
+        version = self.resolve(dataset_group, solution, version)
         return _wait(
             lambda: self.retrieve(dataset_group, solution, version),
             timeout=timeout,
@@ -490,7 +510,9 @@ class Campaigns(_Collection):
         max_queued_requests: int = 64,
         idempotency_key: str | None = None,
     ) -> Campaign:
-        """Deploy an ACTIVE solution version as a campaign (its own Ray Serve application)."""
+        """Deploy an ACTIVE solution version as a campaign (its own Ray Serve application);
+        `solution_version` may be ``"latest"``, the newest ACTIVE version."""
+        solution_version = self._client.solution_versions.resolve(dataset_group, solution, solution_version)
         body = CampaignCreate(name=name, solution=solution, solution_version=solution_version,
                               min_replicas=min_replicas, max_replicas=max_replicas,
                               max_ongoing_requests=max_ongoing_requests,
@@ -508,16 +530,20 @@ class Campaigns(_Collection):
             self._endpoints[(dataset_group, name)] = campaign.endpoint
         return campaign
 
-    def list(self, dataset_group: str) -> builtins.list[Campaign]:
+    def list(self, dataset_group: str) -> Listing[Campaign]:
         """All campaigns of a group."""
-        return [Campaign.model_validate(c) for c in self._client.paginate(self._path(dataset_group))]
+        return self._client.listing(self._path(dataset_group), Campaign.model_validate)
 
     def update(self, dataset_group: str, name: str, *, solution: str | None = None,
                solution_version: str | None = None, min_replicas: int | None = None,
                max_replicas: int | None = None, max_ongoing_requests: int | None = None,
                max_queued_requests: int | None = None) -> Campaign:
         """Switch the campaign to another version or scaling; the old replicas serve until the
-        new ones are healthy (see ``pending_update``, then `wait`)."""
+        new ones are healthy (see ``pending_update``, then `wait`). `solution_version` may be
+        ``"latest"``: the newest ACTIVE version of `solution` (default: the campaign's)."""
+        if solution_version == LATEST:
+            of = solution or self.retrieve(dataset_group, name).solution
+            solution_version = self._client.solution_versions.resolve(dataset_group, of, LATEST)
         body = CampaignUpdate(solution=solution, solution_version=solution_version,
                               min_replicas=min_replicas, max_replicas=max_replicas,
                               max_ongoing_requests=max_ongoing_requests,

@@ -7,42 +7,88 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.measure import Measurement
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from sdk import Client, DatasetImportJob, DatasetKind, Schema, SolutionVersion, Status, TagrecError
-from sdk.errors import NotFoundError
+from sdk import (
+    Campaign,
+    Client,
+    DatasetImportJob,
+    DatasetKind,
+    Schema,
+    SolutionVersion,
+    Status,
+    TagrecError,
+)
+from sdk.errors import APIStatusError, NotFoundError
+from sdk.pagination import Listing
 
 __all__ = ["main", "cli"]
 
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: a line is never broken at the terminal's width (80 columns when piped).
+console = Console(stderr=True, soft_wrap=True)  # progress and messages
+out = Console(soft_wrap=True)  # results
+# Table columns of free text, which may wrap; every other cell (ids, URLs, paths) is kept whole.
+_PROSE_COLUMNS = frozenset({"description", "failure_reason", "last_update_failure", "hyperparameters",
+                            "progress", "schema", "pending_update", "snapshots", "scaling", "evaluation"})
+VERSION_HELP = "A version name, or 'latest': the solution's newest ACTIVE version."
 
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", by_alias=True)
-    if isinstance(value, list):
+    if isinstance(value, (list, Listing)):
         return [_jsonable(v) for v in value]
     return value
+
+
+def _json_output(ctx: click.Context) -> bool:
+    return bool(ctx.obj.get("output") == "json")
+
+
+def _print_json(data: Any) -> None:
+    """Plain JSON on stdout: never wrapped nor coloured, so it parses."""
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _print_table(table: Table) -> None:
+    """Print a table at least as wide as its widest unbreakable cell: ids, URLs and ports are
+    never cut or folded, whatever the terminal's width (80 columns when stdout is a pipe)."""
+    need = Measurement.get(out, out.options.update_width(1 << 16), table).minimum
+    (Console(width=need, soft_wrap=True) if need > out.width else out).print(table)
+
+
+def _say(message: str) -> None:
+    """A message for the person at the terminal, on stderr (stdout holds only results)."""
+    click.echo(f"tagrec: {message}", err=True)
 
 
 def _emit(ctx: click.Context, value: Any, columns: list[str]) -> None:
     """Print a resource or a list of them as JSON or a table."""
     data = _jsonable(value)
-    if ctx.obj["output"] == "json":
-        out.print_json(json.dumps(data, default=str))
+    if _json_output(ctx):
+        _print_json(data)
         return
     rows = data if isinstance(data, list) else [data]
-    table = Table(*columns, show_lines=False)
+    table = Table(show_lines=False)
+    for c in columns:
+        table.add_column(c, no_wrap=c not in _PROSE_COLUMNS)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    out.print(table)
+    _print_table(table)
 
 
 def _cell(value: Any) -> str:
@@ -59,32 +105,79 @@ def _client(ctx: click.Context) -> Client:
     return ctx.obj["client"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-              help="How results are printed.")
+OUTPUT_HELP = ("table (default) or json, before or after the command; under json an error is a "
+               "JSON object on stderr.")
+
+
+def _set_output(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)["output"] = value
+
+
+class _TakesOutput:
+    """Adds -o/--output to a command or group, so it is accepted anywhere (as in the AWS CLI)."""
+
+    params: list[click.Parameter]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["--output", "-o"], type=click.Choice(["table", "json"]),
+                                        default=None, expose_value=False, is_eager=True,
+                                        callback=_set_output, help=OUTPUT_HELP))
+
+
+class _Command(_TakesOutput, click.Command):
+    pass
+
+
+class _Group(_TakesOutput, click.Group):
+    command_class = _Command
+    group_class = type
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--profile", default=None, help="Profile of the credentials file.")
 @click.pass_context
-def cli(ctx: click.Context, output: str, profile: str | None) -> None:
-    """tagrec: a managed recommender platform. Datasets in, live recommendations out."""
+def cli(ctx: click.Context, profile: str | None) -> None:
+    """tagrec: a managed recommender platform. Datasets in, live recommendations out.
+
+    \b
+    Output: results go to stdout, as tables or, with -o json (before or after
+    the command), as JSON. Errors go to stderr and exit non-zero: one line
+    "error: ..." for tables, one JSON object {"error": {"type", "message"}}
+    (plus "status_code", "error_type", "field" and "request_id" for a
+    request the platform refused) under -o json.
+    Commands that need the platform start the local one when none is
+    configured, and say so on stderr.
+    """
     ctx.ensure_object(dict)
-    ctx.obj.update(output=output, profile=profile)
+    ctx.obj.setdefault("output", "table")
+    ctx.obj["profile"] = profile
 
 
 # ---- local platform ----
 @cli.command()
-@click.option("--store", default=None, help="file:///path or s3://bucket/prefix (default: ~/.tagrec/store).")
-@click.option("--port", type=int, default=None, help="Port on 127.0.0.1 (default 8765, or a free one).")
+@click.option("--store", default=None,
+              help="Where the data live: a folder (a plain path means file://), file:///path or "
+                   "s3://bucket/prefix (default: TAGREC_STORE, else ~/.tagrec/store).")
+@click.option("--port", type=int, default=None,
+              help="Port of the control plane on 127.0.0.1 (default: TAGREC_PORT, else 8765). A port "
+                   "you name that is taken is an error; the default, if taken, is replaced by a free "
+                   "port (said on stderr).")
 @click.option("--executor", type=click.Choice(["ray", "thread"]), default="ray",
-              help="Where jobs run: a local Ray cluster started on demand, or threads.")
-@click.option("--ray-address", default=None, help="Run jobs on an existing Ray cluster.")
+              help="Where jobs run: a local Ray cluster started on demand, or threads (imports only).")
+@click.option("--ray-address", default=None, help="Run jobs and campaigns on an existing Ray cluster.")
+@click.option("--serve-url", default=None,
+              help="The campaigns' endpoint base users see, e.g. the HTTPS address in front of the "
+                   "cluster's Serve proxy (default: http://127.0.0.1:TAGREC_SERVE_PORT, 8000).")
 @click.pass_context
 def up(ctx: click.Context, store: str | None, port: int | None, executor: str,
-       ray_address: str | None) -> None:
+       ray_address: str | None, serve_url: str | None) -> None:
     """Start the local platform (control plane on 127.0.0.1) and write the local key."""
     from tagrec import local
 
     info = local.up(store_uri=store, port=port, executor=executor, ray_address=ray_address,
-                    profile=ctx.obj["profile"] or "default")
+                    serve_url=serve_url, profile=ctx.obj["profile"] or "default", say=_say)
     _emit(ctx, info.__dict__, ["url", "pid", "store", "executor", "log"])
 
 
@@ -115,30 +208,52 @@ def tenants() -> None:
     """Create tenants and API keys (administrators, on the store)."""
 
 
+STORE_HELP = ("The platform's store: a folder, file:///path or s3://bucket/prefix (default: the "
+              "running local platform's, else TAGREC_STORE, else ~/.tagrec/store).")
+
+
+def _admin_store(store: str | None) -> Any:
+    """The store the admin commands work on: `store`, else the running local platform's, else
+    the default one (the choice is said on stderr)."""
+    from store import Store, StoreConfig
+    from tagrec import local
+
+    if store:
+        uri = local.normalize_store_uri(store)
+    elif (running := local.status()) is not None:
+        uri = running.store
+        _say(f"using the store of the local platform at {running.url}: {uri}")
+    else:
+        uri = local.default_store_uri()
+        _say(f"no local platform runs; using the default store {uri}")
+    return Store(StoreConfig.from_env(uri))
+
+
 @tenants.command("create")
 @click.argument("name")
-@click.option("--store", default=None, help="The platform's store (default: the local one).")
+@click.option("--store", default=None, help=STORE_HELP)
 @click.pass_context
 def tenants_create(ctx: click.Context, name: str, store: str | None) -> None:
     """Create tenant NAME and print its first API key (shown once)."""
-    from store import Store, StoreConfig
+    from store import AlreadyExists
     from store.tenants import create_tenant
-    from tagrec.local import default_store_uri
 
-    key = create_tenant(Store(StoreConfig.from_env(store or default_store_uri())).registry, name)
-    _emit(ctx, {"tenant": name, "api_key": key}, ["tenant", "api_key"])
+    st = _admin_store(store)
+    try:
+        key = create_tenant(st.registry, name)
+    except AlreadyExists:
+        raise click.ClickException(f"tenant {name!r} already exists in the store {st.config.uri}") from None
+    _emit(ctx, {"tenant": name, "api_key": key, "store": st.config.uri}, ["tenant", "api_key", "store"])
 
 
 @tenants.command("list")
-@click.option("--store", default=None)
+@click.option("--store", default=None, help=STORE_HELP)
 @click.pass_context
 def tenants_list(ctx: click.Context, store: str | None) -> None:
     """List tenants."""
-    from store import Store, StoreConfig
     from store.tenants import list_tenants
-    from tagrec.local import default_store_uri
 
-    names = list_tenants(Store(StoreConfig.from_env(store or default_store_uri())).registry)
+    names = list_tenants(_admin_store(store).registry)
     _emit(ctx, [{"tenant": n} for n in names], ["tenant"])
 
 
@@ -281,7 +396,7 @@ def _import_one(ctx: click.Context, group: str, kind: str, source: str, mode: st
                     f"the {kind} dataset of {group!r} exists with another schema; delete it first "
                     f"(tagrec datasets delete -g {group} -k {kind}) or import without --schema")
     job = client.dataset_import_jobs.create(group, dataset=kind, source=source, mode=mode, name=name)
-    return _wait_with_progress(client, group, job, ctx.obj["output"] == "table")
+    return _wait_with_progress(client, group, job, not _json_output(ctx))
 
 
 def _ensure_group(client: Client, group: str) -> None:
@@ -378,7 +493,7 @@ def recipes_list(ctx: click.Context) -> None:
 def recipes_describe(ctx: click.Context, recipe: str) -> None:
     """Show a recipe: required datasets and fields, hyperparameters with defaults."""
     info = _client(ctx).recipes.retrieve(recipe)
-    if ctx.obj["output"] == "json":
+    if _json_output(ctx):
         _emit(ctx, info, [])
         return
     out.print(f"[bold]{info.id}[/bold] ({info.task}) — {info.paper}\n{info.description}")
@@ -386,7 +501,7 @@ def recipes_describe(ctx: click.Context, recipe: str) -> None:
     table = Table("hyperparameter", "default", "description")
     for name, prop in info.hyperparameters.get("properties", {}).items():
         table.add_row(name, _cell(info.defaults.get(name)), prop.get("description", ""))
-    out.print(table)
+    _print_table(table)
 
 
 def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -462,6 +577,11 @@ def sol_delete(ctx: click.Context, group: str, name: str) -> None:
     console.print(f"deleted solution {name}")
 
 
+def _training_started(group: str, v: SolutionVersion) -> None:
+    _say(f"training version {v.name} of solution {v.solution} "
+         f"(follow it: tagrec versions wait -g {group} -s {v.solution} {v.name})")
+
+
 def _wait_version(client: Client, group: str, version: SolutionVersion, show: bool) -> SolutionVersion:
     """Wait for a version, showing its phase, epoch and loss on stderr."""
     if not show:
@@ -487,11 +607,15 @@ def _metrics_table(v: SolutionVersion) -> Table:
     baselines = v.baselines or {}
     table = Table("metric", v.recipe, *baselines, "lift")
     for key in sorted(v.metrics or {}, key=_metric_order):
-        row = [f"{v.metrics[key]:.4f}"]
-        row += [f"{b[key]:.4f}" if key in b else "-" for b in baselines.values()]
+        row = [_number(v.metrics[key])]
+        row += [_number(b.get(key)) for b in baselines.values()]
         lift = (v.lift or {}).get(key)
         table.add_row(key, *row, f"{lift:.2f}x" if lift is not None else "-")
     return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _metric_order(key: str) -> tuple[int, int]:
@@ -514,17 +638,18 @@ def ver_create(ctx: click.Context, group: str, solution: str, wait: bool) -> Non
     """Train a new version of a solution on the current data."""
     client = _client(ctx)
     v = client.solution_versions.create(group, solution=solution)
+    _training_started(group, v)
     if wait:
-        v = _wait_version(client, group, v, ctx.obj["output"] == "table")
+        v = _wait_version(client, group, v, not _json_output(ctx))
     _show_version(ctx, v)
 
 
 def _show_version(ctx: click.Context, v: SolutionVersion) -> None:
-    if ctx.obj["output"] == "json" or not v.metrics:
+    if _json_output(ctx) or not v.metrics:
         _emit(ctx, v, VERSION_COLUMNS)
         return
     _emit(ctx, v, ["name", "status", "snapshots"])
-    out.print(_metrics_table(v))
+    _print_table(_metrics_table(v))
 
 
 @versions.command("list")
@@ -542,7 +667,10 @@ def ver_list(ctx: click.Context, group: str, solution: str) -> None:
 @click.argument("version")
 @click.pass_context
 def ver_describe(ctx: click.Context, group: str, solution: str, version: str) -> None:
-    """Show one version with its metrics next to the baselines."""
+    """Show VERSION with its metrics next to the baselines.
+
+    VERSION is a version name, or 'latest': the solution's newest ACTIVE version.
+    """
     _show_version(ctx, _client(ctx).solution_versions.retrieve(group, solution, version))
 
 
@@ -552,10 +680,13 @@ def ver_describe(ctx: click.Context, group: str, solution: str, version: str) ->
 @click.argument("version")
 @click.pass_context
 def ver_wait(ctx: click.Context, group: str, solution: str, version: str) -> None:
-    """Wait for a version to finish training, showing progress."""
+    """Wait for VERSION to finish training, showing progress.
+
+    VERSION is a version name, or 'latest': the solution's newest ACTIVE version.
+    """
     client = _client(ctx)
     v = client.solution_versions.retrieve(group, solution, version)
-    _show_version(ctx, _wait_version(client, group, v, ctx.obj["output"] == "table"))
+    _show_version(ctx, _wait_version(client, group, v, not _json_output(ctx)))
 
 
 @versions.command("stop")
@@ -564,7 +695,10 @@ def ver_wait(ctx: click.Context, group: str, solution: str, version: str) -> Non
 @click.argument("version")
 @click.pass_context
 def ver_stop(ctx: click.Context, group: str, solution: str, version: str) -> None:
-    """Stop a training version (it ends CREATE_STOPPED after the current epoch)."""
+    """Stop a training VERSION (it ends CREATE_STOPPED after the current epoch).
+
+    VERSION is a version name, or 'latest': the solution's newest ACTIVE version.
+    """
     _emit(ctx, _client(ctx).solution_versions.stop(group, solution, version), VERSION_COLUMNS)
 
 
@@ -578,11 +712,30 @@ def campaigns() -> None:
     """Campaigns: solution versions deployed as live recommendation endpoints (Ray Serve)."""
 
 
+def _wait_campaign(client: Client, group: str, name: str, show: bool, timeout: float = 600) -> Campaign:
+    """Wait for a campaign to be ACTIVE with no update rolling out, showing its state on stderr."""
+    if not show:
+        return client.campaigns.wait(group, name, timeout=timeout)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task(f"deploying campaign {name}", total=None, info="")
+
+        def update(c: Campaign) -> None:
+            if c.pending_update:
+                target = c.pending_update.get("solution_version") or "an update"
+                info = f"rolling out {target}; {c.solution_version} serves meanwhile"
+            else:
+                info = f"{c.status.value}, version {c.solution_version}"
+            bar.update(task, info=info)
+
+        return client.campaigns.wait(group, name, timeout=timeout, poll_interval=0.5, on_progress=update)
+
+
 @campaigns.command("create")
 @click.option("--group", "-g", required=True)
 @click.option("--name", "-n", required=True)
 @click.option("--solution", "-s", required=True)
-@click.option("--version", "-v", "version", required=True, help="An ACTIVE solution version.")
+@click.option("--version", "-v", "version", required=True, help=f"An ACTIVE version. {VERSION_HELP}")
 @click.option("--min-replicas", type=int, default=1)
 @click.option("--max-replicas", type=int, default=1)
 @click.option("--max-ongoing-requests", type=int, default=128)
@@ -598,7 +751,8 @@ def camp_create(ctx: click.Context, group: str, name: str, solution: str, versio
                                 min_replicas=min_replicas, max_replicas=max_replicas,
                                 max_ongoing_requests=max_ongoing_requests,
                                 max_queued_requests=max_queued_requests)
-    _emit(ctx, client.campaigns.wait(group, name) if wait else c, CAMPAIGN_COLUMNS)
+    _emit(ctx, _wait_campaign(client, group, name, not _json_output(ctx)) if wait else c,
+          CAMPAIGN_COLUMNS)
 
 
 @campaigns.command("list")
@@ -623,7 +777,7 @@ def camp_describe(ctx: click.Context, group: str, name: str) -> None:
 @click.option("--group", "-g", required=True)
 @click.argument("name")
 @click.option("--solution", "-s", default=None)
-@click.option("--version", "-v", "version", default=None)
+@click.option("--version", "-v", "version", default=None, help=VERSION_HELP)
 @click.option("--min-replicas", type=int, default=None)
 @click.option("--max-replicas", type=int, default=None)
 @click.option("--wait/--no-wait", default=True)
@@ -634,7 +788,7 @@ def camp_update(ctx: click.Context, group: str, name: str, solution: str | None,
     client = _client(ctx)
     c = client.campaigns.update(group, name, solution=solution, solution_version=version,
                                 min_replicas=min_replicas, max_replicas=max_replicas)
-    _emit(ctx, client.campaigns.wait(group, name) if wait else c,
+    _emit(ctx, _wait_campaign(client, group, name, not _json_output(ctx)) if wait else c,
           CAMPAIGN_COLUMNS + ["last_update_failure"])
 
 
@@ -663,7 +817,7 @@ def camp_recommend(ctx: click.Context, group: str, name: str, user_id: str, num_
         r = client.campaigns.rank(group, name, user_id=user_id, items=items.split(","))
     else:
         r = client.campaigns.recommend(group, name, user_id=user_id, num_results=num_results)
-    if ctx.obj["output"] == "json":
+    if _json_output(ctx):
         _emit(ctx, r, [])
         return
     _emit(ctx, [i.model_dump() for i in r.items], ["item_id", "score"])
@@ -714,7 +868,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     t0 = time.perf_counter()
     client = _client(ctx)
     timings["connect_s"] = time.perf_counter() - t0
-    show = ctx.obj["output"] == "table"
+    show = not _json_output(ctx)
     try:
         client.dataset_groups.delete(group, force=True)
     except NotFoundError:
@@ -745,6 +899,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
                             hyperparameters=_key_values(sets, "--set"),
                             evaluation={"mode": evaluation_mode, "seed": seed})
     version = client.solution_versions.create(group, solution="quickstart")
+    _training_started(group, version)
     version = _wait_version(client, group, version, show)
     timings["train_s"] = time.perf_counter() - t
     if version.status != Status.ACTIVE:
@@ -754,7 +909,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
         console.print("deploying the version as a campaign (Ray Serve)…")
     client.campaigns.create(group, name="quickstart", solution="quickstart",
                             solution_version=version.name)
-    campaign = client.campaigns.wait(group, "quickstart", timeout=600)
+    campaign = _wait_campaign(client, group, "quickstart", show)
     timings["deploy_s"] = time.perf_counter() - t
     serving = _serving_demo(client, group, sample_user, known_users)
     if not keep:
@@ -778,8 +933,8 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
         "timings": {**{k: round(v, 3) for k, v in timings.items()},
                     "version": {k: round(v, 3) for k, v in version.timings.items()}},
     }
-    if ctx.obj["output"] == "json":
-        out.print_json(json.dumps(result))
+    if _json_output(ctx):
+        _print_json(result)
         return
     _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
           ["dataset", "rows", "snapshot"])
@@ -788,12 +943,12 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
               else f"ranking {ev.get('held_out_items')} held-out items from their metadata")
     out.print(f"{version.recipe} version {version.name}: {ev.get('protocol')} on "
               f"{ev.get('test_users')} test users ({detail})")
-    out.print(_metrics_table(version))
+    _print_table(_metrics_table(version))
     sv = result["serving"]
     table = Table(f"top 5 for user {sv['user']}: before the events", "after the events")
     for a, b in zip(sv["before"][:5], sv["after"][:5]):
         table.add_row(a, b)
-    out.print(table)
+    _print_table(table)
     out.print(f"events put: {', '.join(sv['events'])} (the answer changes at the next request)")
     out.print(f"recommend latency over {sv['requests']} sequential requests: p50 {sv['p50_ms']:.1f} ms, "
               f"p99 {sv['p99_ms']:.1f} ms (client-side, HTTP on 127.0.0.1)")
@@ -802,16 +957,23 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
 
 
 def _some_users(path: Path, schema: Schema, limit: int = 200) -> list[str]:
-    """Up to `limit` distinct user ids from the start of an interactions CSV."""
-    import csv
+    """Up to `limit` distinct user ids from the start of an interactions file (CSV or Parquet)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
     column = next(f.name for f in schema.fields if f.role is not None and f.role.value == "USER_ID")
+    if path.suffix == ".parquet":
+        batches: Any = pq.ParquetFile(path).iter_batches(columns=[column])
+    else:
+        batches = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
+            include_columns=[column], column_types={column: pa.string()}))
     users: dict[str, None] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            users[row[column]] = None
+    for batch in batches:
+        for user in batch.column(0).cast(pa.string()).to_pylist():
+            users[user] = None
             if len(users) >= limit:
-                break
+                return list(users)
     return list(users)
 
 
@@ -837,27 +999,54 @@ def _serving_demo(client: Client, group: str, user: str, users: list[str],
             "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
 
 
+def _output_of(args: list[str]) -> str:
+    """The last -o/--output value of a command line: errors follow it even when parsing stopped
+    before click read the option."""
+    mode = "table"
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-o", "--output") and i + 1 < len(args):
+            mode = args[i + 1]
+        elif arg.startswith("--output="):
+            mode = arg.partition("=")[2]
+        elif arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--"):
+            mode = arg[2:]
+    return mode
+
+
+def _fail(args: list[str], error: BaseException, message: str, code: int) -> NoReturn:
+    """Report an error on stderr, in one line: ``error: ...``, or a JSON object under -o json."""
+    message = message.strip() or type(error).__name__
+    if isinstance(error, click.UsageError) and error.ctx is not None:
+        message += f" (see: {error.ctx.command_path} --help)"
+    if _output_of(args) == "json":
+        body: dict[str, Any] = {"type": type(error).__name__, "message": message}
+        if isinstance(error, APIStatusError):
+            body.update(message=error.message, status_code=error.status_code,
+                        error_type=error.error_type, field=error.field, request_id=error.request_id)
+        click.echo(json.dumps({"error": body}, default=str), err=True)
+    else:
+        click.echo(f"error: {' '.join(message.splitlines()[0].split())}", err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors and a non-zero exit code on failure."""
+    """Entry point: one-line errors (JSON under -o json) and a non-zero exit code on failure."""
+    args = list(sys.argv[1:] if argv is None else argv)
     handled: tuple[type[BaseException], ...] = (TagrecError, ValueError, RuntimeError, OSError)
     try:
-        cli.main(args=argv, prog_name="tagrec", standalone_mode=False)
-    except click.exceptions.Abort:
-        console.print("aborted")
-        sys.exit(130)
+        cli.main(args=args, prog_name="tagrec", standalone_mode=False)
+    except click.exceptions.Abort as e:
+        _fail(args, e, "aborted", 130)
     except click.ClickException as e:
-        console.print(f"error: {e.format_message()}", markup=False, highlight=False)
-        sys.exit(e.exit_code)
+        _fail(args, e, e.format_message(), e.exit_code)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(map(str, first["loc"])) or e.title
-        console.print(f"error: invalid {where}: {first['msg']} (got {first.get('input')!r:.80})",
-                      markup=False, highlight=False)
-        sys.exit(2)
+        _fail(args, e, f"invalid {where}: {first['msg']} (got {first.get('input')!r:.80})", 2)
     except handled as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        console.print(f"error: {message}", markup=False, highlight=False)
-        sys.exit(1)
+        _fail(args, e, str(e), 1)
 
 
 

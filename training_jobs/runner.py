@@ -238,7 +238,7 @@ class RayJobRunner(JobRunner):
             if not self._serve_started:
                 from serving.campaign import ensure_serve
 
-                ensure_serve(self.serve_host, self.serve_port)
+                ensure_serve(self.serve_host, self.serve_port, store_config=self.store.config.as_dict())
                 self._serve_started = True
 
     def deploy_campaign(self, tenant: str, group: str, campaign: str) -> None:

@@ -370,6 +370,33 @@ def test_list_follows_pagination(client: Client, server: FakeServer) -> None:
     assert all(r.query["max_results"] == "100" for r in server.requests)
 
 
+def test_list_fetches_pages_only_as_iteration_reaches_them(client: Client, server: FakeServer) -> None:
+    pages = {None: (["a", "b"], "t1"), "t1": (["c"], "t2"), "t2": (["d"], None)}
+
+    def handler(req: Req) -> Reply:
+        names, token = pages[req.query.get("next_token")]
+        return 200, {}, {"items": [_group(n) for n in names], "next_token": token}
+
+    server.handler = handler
+    groups = client.dataset_groups.list()
+    assert len(server.requests) == 1  # the first page at the call: a bad parent raises here
+    it = iter(groups)
+    assert [next(it).name, next(it).name] == ["a", "b"] and len(server.requests) == 1
+    assert next(it).name == "c" and len(server.requests) == 2
+    for g in groups:  # stopping early reads no further page
+        if g.name == "b":
+            break
+    assert len(server.requests) == 2
+    # list(), len(), indexing and == see every page, each fetched once.
+    assert [g.name for g in list(groups)] == ["a", "b", "c", "d"] and len(groups) == 4
+    assert groups[-1].name == "d" and groups == list(groups) and len(server.requests) == 3
+    assert [r.query.get("next_token") for r in server.requests] == [None, "t1", "t2"]
+
+    server.handler = lambda req: (200, {}, {"items": [], "next_token": None})
+    empty = client.solutions.list("g")
+    assert empty == [] and not empty and list(empty) == []
+
+
 def test_dataset_group_delete_and_paths(client: Client, server: FakeServer) -> None:
     server.handler = lambda req: (204, {}, None)
     assert client.dataset_groups.delete("g", force=True) is None
