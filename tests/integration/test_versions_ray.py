@@ -136,3 +136,30 @@ def test_worker_killed_mid_training_the_version_resumes_and_completes(ray_platfo
     assert done.training["resumed_from_epoch"] is not None
     assert 0 <= done.training["resumed_from_epoch"] < 5
     assert done.training["epochs"] == 6
+
+
+def test_a_killed_version_job_is_reported_in_the_platforms_words(ray_platform: Platform,
+                                                                  tmp_path: Path) -> None:
+    """Killing the version's driver process (as the OOM killer would) fails the version with a
+    reason a tenant can act on, not Ray's `WorkerCrashedError ... python-core-worker-*.log`."""
+    import psutil
+
+    client = ray_platform.client()
+    group, _ = _group_with_data(client, tmp_path / "data", seed=4)
+    client.solutions.create(group, name="s", recipe="hrnn-meta", hyperparameters={**TINY, "epochs": 200})
+    v = client.solution_versions.create(group, solution="s")
+    deadline = time.monotonic() + 180
+    while client.solution_versions.retrieve(group, "s", v.name).progress.epoch < 1:
+        assert time.monotonic() < deadline, "no epoch finished"
+        time.sleep(0.3)
+    drivers = [p for p in psutil.process_iter(["cmdline"])
+               if any("version_task" in part for part in (p.info["cmdline"] or []))]
+    assert drivers, "the version's Ray task was not found"
+    for p in drivers:
+        p.kill()
+    with pytest.raises(ResourceFailedError) as e:
+        client.solution_versions.wait(group, "s", v.name, poll_interval=0.3, timeout=120)
+    reason = e.value.failure_reason
+    assert "the training job was stopped before it finished" in reason, reason
+    for internal in ("Ray", "Error", ".log", "worker"):
+        assert internal not in reason, reason
