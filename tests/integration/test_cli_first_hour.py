@@ -1,0 +1,295 @@
+"""The CLI in a new user's first hour (issue 9): what broke, run as a user runs it.
+
+Real processes only: `tagrec` in a subprocess with stdout/stderr as pipes (so rich sees no
+terminal, and no COLUMNS), the control plane it starts on 127.0.0.1, a local Ray cluster for the
+one end-to-end quickstart. MovieLens folders are built in-test in the real ml-100k and ml-1m
+formats (latin-1 titles, `::`-separated `.dat` files), small enough to train in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import INTERACTIONS_SCHEMA, free_port, unique
+from tests.integration.test_cli import run
+
+pytestmark = pytest.mark.integration
+
+N_USERS, N_ITEMS, PER_USER = 60, 80, 25  # 1,500 ratings
+GENRES = ("Action", "Comedy", "Drama", "Romance")
+ML100K_GENRE_COLUMN = {"Action": 1, "Comedy": 5, "Drama": 8, "Romance": 14}  # of u.item's 19 flags
+LONG_NAME = "g" + "x" * 62  # the longest valid name: 63 characters
+
+
+def _env(home: Path) -> dict[str, str]:
+    """A fresh tagrec home on free ports; no COLUMNS, so output is sized as in a real pipe."""
+    e = {**os.environ, "TAGREC_HOME": str(home), "TAGREC_PORT": str(free_port()),
+         "TAGREC_SERVE_PORT": str(free_port())}
+    for k in ("TAGREC_BASE_URL", "TAGREC_API_KEY", "TAGREC_PROFILE", "TAGREC_STORE",
+              "TAGREC_PLATFORM_ID", "COLUMNS", "LINES"):
+        e.pop(k, None)
+    return e
+
+
+def _error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    """The error a failed command printed: the last line of stderr, which must be one line."""
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines, "no error printed"
+    return lines[-1]
+
+
+def movielens_folder(root: Path, fmt: str, seed: int = 0) -> Path:
+    """A MovieLens folder in the real `fmt` layout ("ml-100k" or "ml-1m"): 60 users rating 25 of
+    80 movies each (users prefer one genre), latin-1 titles with bytes 0xba, 0xe9 and 0xf1."""
+    rng = np.random.default_rng(seed)
+    folder = root / fmt
+    folder.mkdir(parents=True)
+    genre_of = [i % len(GENRES) for i in range(N_ITEMS)]
+    titles = [f"Película Nº {i + 1}, Señor (19{50 + i % 50})" for i in range(N_ITEMS)]
+    ratings = []
+    for u in range(N_USERS):
+        liked = u % len(GENRES)
+        weights = np.array([4.0 if g == liked else 1.0 for g in genre_of])
+        items = rng.choice(N_ITEMS, size=PER_USER, replace=False, p=weights / weights.sum())
+        start = 880_000_000 + u * 1_000
+        ratings += [(u + 1, int(i) + 1, int(rng.integers(1, 6)), start + k * 60)
+                    for k, i in enumerate(items)]
+    if fmt == "ml-100k":
+        rows = "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings)
+        flags = ["|".join("1" if c == ML100K_GENRE_COLUMN[GENRES[genre_of[i]]] else "0" for c in range(19))
+                 for i in range(N_ITEMS)]
+        movies = "".join(f"{i + 1}|{titles[i]}|01-Jan-1995||http://us.imdb.com/M/x?{i}|{flags[i]}\n"
+                         for i in range(N_ITEMS))
+        users = "".join(f"{u + 1}|{20 + u % 40}|{'MF'[u % 2]}|writer|0{u:04d}\n" for u in range(N_USERS))
+        files = {"u.data": rows, "u.item": movies, "u.user": users}
+    else:
+        rows = "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in ratings)
+        movies = "".join(f"{i + 1}::{titles[i]}::{GENRES[genre_of[i]]}|Drama\n" for i in range(N_ITEMS))
+        users = "".join(f"{u + 1}::{'MF'[u % 2]}::25::{u % 21}::0{u:04d}\n" for u in range(N_USERS))
+        files = {"ratings.dat": rows, "movies.dat": movies, "users.dat": users}
+    for name, text in files.items():
+        (folder / name).write_bytes(text.encode("latin-1"))
+    assert b"\xba" in (folder / ("u.item" if fmt == "ml-100k" else "movies.dat")).read_bytes()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def platform_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, str], Path]]:
+    """A thread-executor platform whose store is given as a plain folder path (not the default)."""
+    e = _env(tmp_path_factory.mktemp("tagrec-home"))
+    store = tmp_path_factory.mktemp("elsewhere") / "store"
+    run(e, "up", "--executor", "thread", "--store", str(store))
+    yield e, store
+    run(e, "down", check=False)
+
+
+def test_up_takes_a_plain_store_path_and_tenants_default_to_the_running_store(
+        platform_env: tuple[dict[str, str], Path]) -> None:
+    env, store = platform_env
+    status = json.loads(run(env, "status", "-o", "json").stdout)
+    assert status["store"] == f"file://{store.resolve()}"
+
+    created = run(env, "tenants", "create", "acme", "-o", "json")
+    out = json.loads(created.stdout)
+    assert out["store"] == status["store"] and status["store"] in created.stderr
+    from sdk import Client
+
+    with Client(base_url=status["url"], api_key=out["api_key"], start_local=False) as c:
+        assert c.whoami() == "acme"  # the key works on the platform that runs
+    assert "acme" in [t["tenant"] for t in json.loads(run(env, "tenants", "list", "-o", "json").stdout)]
+    again = _error_line(run(env, "tenants", "create", "acme", check=False))
+    assert "already exists" in again and status["store"] in again
+
+    # Asking the running platform for another port or store says so instead of ignoring it.
+    other = _error_line(run(env, "up", "--port", str(free_port()), check=False))
+    assert status["url"] in other and "tagrec down" in other
+
+
+def test_an_explicit_port_that_is_taken_is_an_error_a_default_one_is_replaced(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(tmp_path / "home")
+        error = _error_line(run(env, "up", "--executor", "thread", "--port", str(port), check=False))
+        assert error.startswith("error: ") and f"port {port}" in error and "taken" in error
+        error = _error_line(run({**env, "TAGREC_PORT": str(port)}, "up", "--executor", "thread",
+                                check=False))
+        assert f"TAGREC_PORT={port}" in error and "taken" in error
+        assert run(env, "status", check=False).returncode == 3  # nothing was started
+
+    env.pop("TAGREC_PORT")
+    with socket.socket() as default:
+        try:  # the default port, held here unless something else already holds it
+            default.bind(("127.0.0.1", 8765))
+            default.listen()
+        except OSError:
+            pass
+        try:
+            started = run(env, "up", "--executor", "thread", "-o", "json")
+        finally:
+            default.close()
+        url = json.loads(started.stdout)["url"]
+        new_port = int(url.rsplit(":", 1)[1])
+        assert new_port != 8765
+        assert f"port 8765 (the default for the control plane) is taken; the control plane uses port " \
+               f"{new_port}" in started.stderr
+        assert f"tagrec: started the local platform at {url}" in started.stderr
+        run(env, "down")
+
+
+def test_output_is_accepted_anywhere_and_errors_follow_it(
+        platform_env: tuple[dict[str, str], Path]) -> None:
+    env, _ = platform_env
+    group = unique("out")
+    assert json.loads(run(env, "dataset-groups", "create", group, "-o", "json").stdout)["name"] == group
+    for args in (["dataset-groups", "list", "-o", "json"], ["dataset-groups", "-o", "json", "list"],
+                 ["dataset-groups", "list", "--output=json"], ["-o", "json", "dataset-groups", "list"],
+                 ["-o", "table", "dataset-groups", "list", "-o", "json"]):
+        assert group in [g["name"] for g in json.loads(run(env, *args).stdout)], args
+
+    missing = run(env, "dataset-groups", "describe", "nope", "-o", "json", check=False)
+    assert missing.stdout == ""
+    error = json.loads(_error_line(missing))["error"]
+    assert (error["type"], error["status_code"], error["error_type"]) == ("NotFoundError", 404, "not_found")
+    assert "nope" in error["message"]
+    usage = json.loads(_error_line(run(env, "dataset-groups", "list", "-o", "json", "--bogus",
+                                       check=False)))["error"]
+    assert usage["type"] == "NoSuchOption" and "--bogus" in usage["message"]
+    table = _error_line(run(env, "dataset-groups", "describe", "nope", check=False))
+    assert table.startswith("error: ") and "not found" in table
+    assert '{"error"' in run(env, "--help").stdout  # the JSON error format is documented
+    run(env, "dataset-groups", "delete", group)
+
+
+def test_tables_and_errors_are_whole_through_pipes(platform_env: tuple[dict[str, str], Path],
+                                                   tmp_path: Path) -> None:
+    env, _ = platform_env
+    lines = run(env, "status").stdout.splitlines()
+    status = json.loads(run(env, "status", "-o", "json").stdout)
+    url = status["url"]
+    assert any(url in line and status["store"] in line for line in lines), lines
+    assert any(url in line for line in run(env, "up", "--executor", "thread").stdout.splitlines())
+
+    created = run(env, "dataset-groups", "create", LONG_NAME, "--description", "words " * 30)
+    assert any(LONG_NAME in line for line in created.stdout.splitlines()), created.stdout
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(INTERACTIONS_SCHEMA))
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp,event_type,event_value\n"
+                   + "".join(f"u{i % 5},i{i % 9},{1700000000 + i},click,1\n" for i in range(20)))
+    job_name = "import-" + "y" * 56
+    imported = run(env, "import", "file", str(csv), "-g", LONG_NAME, "-d", "interactions",
+                   "--schema", str(schema), "--name", job_name)
+    assert any(job_name in line for line in imported.stdout.splitlines()), imported.stdout
+    listed = run(env, "import-jobs", "list", "-g", LONG_NAME).stdout
+    assert any(job_name in line and "ACTIVE" in line for line in listed.splitlines()), listed
+
+    missing = run(env, "import-jobs", "describe", "-g", LONG_NAME, "import-" + "z" * 56, check=False)
+    assert missing.stderr.strip().count("\n") == 0, missing.stderr  # one line, however long
+    assert LONG_NAME in missing.stderr or "z" * 56 in missing.stderr
+    run(env, "dataset-groups", "delete", LONG_NAME, "--force")
+
+
+def test_latest_without_an_active_version_is_a_clear_not_found(
+        platform_env: tuple[dict[str, str], Path]) -> None:
+    env, _ = platform_env
+    group = unique("latest")
+    run(env, "dataset-groups", "create", group)
+    run(env, "solutions", "create", "-g", group, "-n", "s1", "-r", "hrnn-meta")
+    for args in (["versions", "describe", "-g", group, "-s", "s1", "latest"],
+                 ["campaigns", "create", "-g", group, "-n", "c1", "-s", "s1", "-v", "latest"]):
+        error = _error_line(run(env, *args, check=False))
+        assert "404 not_found" in error and "no ACTIVE version" in error and "s1" in error, error
+    assert "latest" in run(env, "versions", "describe", "--help").stdout
+    assert "latest" in run(env, "campaigns", "update", "--help").stdout
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+@pytest.mark.parametrize("fmt", ["ml-100k", "ml-1m"])
+def test_quickstart_prepares_and_imports_movielens_folders(
+        platform_env: tuple[dict[str, str], Path], tmp_path: Path, fmt: str) -> None:
+    """The quickstart's data preparation on the two older layouts (it crashed there reading the
+    converter's Parquet as CSV); training needs Ray, which this platform has not."""
+    env, _ = platform_env
+    folder = movielens_folder(tmp_path, fmt)
+    group = unique("qs")
+    proc = run(env, "-o", "json", "quickstart", "--data", f"movielens:{folder}", "--group", group,
+               check=False)
+    error = _error_line(proc)
+    assert "codec" not in proc.stderr and "training runs on Ray" in error, proc.stderr
+    rows = {d["kind"]: d["row_count"]
+            for d in json.loads(run(env, "-o", "json", "datasets", "list", "-g", group).stdout)}
+    assert rows == {"interactions": N_USERS * PER_USER, "items": N_ITEMS, "users": N_USERS}
+    version = json.loads(run(env, "-o", "json", "versions", "list", "-g", group, "-s", "quickstart").stdout)
+    assert f"tagrec: training version {version[0]['name']} of solution quickstart" in proc.stderr
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+def test_a_command_and_client_say_they_started_the_local_platform(tmp_path: Path) -> None:
+    env = _env(tmp_path / "cli-home")
+    try:
+        proc = run(env, "dataset-groups", "list", "-o", "json")
+        assert json.loads(proc.stdout) == []  # stdout stays parseable
+        assert f"tagrec: started the local platform at http://127.0.0.1:{env['TAGREC_PORT']}" in proc.stderr
+        assert "started" not in run(env, "dataset-groups", "list").stderr  # it runs now: said once
+    finally:
+        run(env, "down", check=False)
+
+    env = _env(tmp_path / "sdk-home")
+    code = "import sdk; c = sdk.Client(); print(c.whoami())"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True,
+                              timeout=180)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "local\n"
+        assert f"tagrec: started the local platform at http://127.0.0.1:{env['TAGREC_PORT']} (store " \
+               f"file://" in proc.stderr
+    finally:
+        run(env, "down", check=False)
+
+
+@pytest.mark.slow
+def test_quickstart_on_ml1m_trains_deploys_and_latest_names_the_version(tmp_path: Path) -> None:
+    """`make demo`'s path (table output) on an ml-1m folder, on a Ray platform; then `latest`."""
+    env = _env(tmp_path / "home")
+    folder = movielens_folder(tmp_path, "ml-1m")
+    try:
+        run(env, "up")
+        proc = run(env, "quickstart", "--data", f"movielens:{folder}", "--group", "qs-ml1m", "--keep",
+                   "--set", "epochs=1", "--set", "hidden_size=8", "--set", "item_embedding_dim=8",
+                   "--set", "bptt=8", "--set", "burn_in=4")
+        started = re.search(r"tagrec: training version (\S+) of solution quickstart", proc.stderr)
+        assert started, proc.stderr
+        name = started.group(1)
+        assert f"hrnn-meta version {name}:" in proc.stdout and "ndcg@10" in proc.stdout
+        assert "deploying campaign quickstart" in proc.stderr
+        assert "recommend latency over 100 sequential requests" in proc.stdout
+
+        latest = json.loads(run(env, "versions", "describe", "-g", "qs-ml1m", "-s", "quickstart",
+                                "latest", "-o", "json").stdout)
+        assert (latest["name"], latest["status"]) == (name, "ACTIVE")
+        updated = run(env, "campaigns", "update", "-g", "qs-ml1m", "quickstart", "-v", "latest")
+        assert "deploying campaign quickstart" in updated.stderr
+        assert any(name in line and "ACTIVE" in line for line in updated.stdout.splitlines()), updated.stdout
+        from sdk import Client
+
+        status = json.loads(run(env, "status", "-o", "json").stdout)
+        key = (Path(env["TAGREC_HOME"]) / "credentials").read_text().split("api_key = ")[1].split()[0]
+        with Client(base_url=status["url"], api_key=key, start_local=False) as c:
+            assert c.solution_versions.resolve("qs-ml1m", "quickstart", "latest") == name
+            assert c.campaigns.retrieve("qs-ml1m", "quickstart").solution_version == name
+        run(env, "dataset-groups", "delete", "qs-ml1m", "--force")
+    finally:
+        run(env, "down", check=False)
