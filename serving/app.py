@@ -8,20 +8,28 @@ never read from the request. Resource keys are built from the tenant and validat
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlparse
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response
+import fastapi_offline
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ValidationError, WrapValidator
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from recipes import RECIPE_IDS, get_recipe
 from sdk.types import (
@@ -36,9 +44,13 @@ from sdk.types import (
     DatasetImportJob,
     DatasetImportJobCreate,
     DatasetKind,
+    ErrorBody,
     PutEventsRequest,
     PutEventsResponse,
+    RankRequest,
     RecipeInfo,
+    RecommendRequest,
+    RecommendResponse,
     Solution,
     SolutionCreate,
     SolutionVersion,
@@ -107,10 +119,20 @@ def _page(items: list[dict[str, Any]], max_results: int, next_token: str | None,
     return {"items": page, "next_token": page[-1]["name"] if more else None}
 
 
-def _tenant(request: Request, authorization: Annotated[str | None, Header()] = None,
-            x_api_key: Annotated[str | None, Header()] = None) -> str:
+# The API key's two carriers, declared as OpenAPI security schemes; `_tenant` reads the raw
+# headers itself so a malformed one gets its own message.
+_BEARER = HTTPBearer(auto_error=False, scheme_name="bearer",
+                     description="The tenant's API key: `Authorization: Bearer <api key>`.")
+_API_KEY = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="apiKey",
+                        description="The tenant's API key in `X-Api-Key` (when Authorization is absent).")
+
+
+def _tenant(request: Request,
+            _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+            x_api_key: Annotated[str | None, Security(_API_KEY)] = None) -> str:
     """The tenant of the request's API key (401 without a valid one); the key decides alone."""
     key = x_api_key
+    authorization = request.headers.get("authorization")
     if authorization:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "bearer" or not value:
@@ -131,7 +153,23 @@ def _tenant(request: Request, authorization: Annotated[str | None, Header()] = N
 
 
 Tenant = Annotated[str, Depends(_tenant)]
-IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def _strict_json(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """A body's JSON types must be its schema's: `true` or `"3"` is no integer (pydantic's lax
+    mode takes them); enums still come as their JSON values, and integers fill float fields."""
+    model = handler(value)
+    if isinstance(value, dict) and isinstance(model, BaseModel):
+        type(model).model_validate_json(json.dumps(value), strict=True)
+    return model
+
+
+M = TypeVar("M")
+Strict = Annotated[M, WrapValidator(_strict_json)]  # a JSON request body, validated as such
+IdemKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=200,
+    description="Makes a create safe to retry: the same key with the same body returns the first "
+                "answer (200), the same key with another body is a 409 `idempotency_key_reused`.")]
 
 
 def _no_training(tenant: str, group: str, solution: str, version: str) -> None:
@@ -160,11 +198,13 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         stale_after_s: An in-progress job silent this long is reported as failed.
     """
     app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
-                  description="Datasets, recipes, training and campaigns, per tenant.")
+                  description="Datasets, recipes, training and campaigns, per tenant.",
+                  docs_url=None, redoc_url=None, generate_unique_id_function=lambda route: route.name)
     registry = store.registry
     app.state.store = store
     app.state.auth_cache = {}
     ops = runner or JobRunner(store)
+    _add_docs(app, ops.serve_url)
 
     # ---- errors: every failure is a typed JSON body, never an HTML page or a bare 500 ----
     @app.exception_handler(ApiError)
@@ -184,9 +224,14 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         return _error(400, "invalid_input", f"{field or 'request'}: {msg}{shown}", field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         type_ = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return _error(e.status_code, type_, str(e.detail))
+        headers = e.headers
+        if e.status_code == 405:  # Starlette's Allow names one route's methods; a path has several
+            allowed = {m for r in app.routes if isinstance(r, Route)
+                       and r.matches(request.scope)[0] is not Match.NONE for m in r.methods or ()}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return _error(e.status_code, type_, str(e.detail), headers=headers)
 
     @app.exception_handler(NotFound)
     async def _store_not_found(_: Request, e: NotFound) -> JSONResponse:
@@ -216,15 +261,32 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             raise _not_found(what)
         return doc
 
+    def _replay(existing: dict[str, Any], idem: str | None, request: BaseModel, what: str,
+                response: Response) -> dict[str, Any] | None:
+        """The record a retry of the same create made (200), None if another create made it;
+        409 if its Idempotency-Key came with another request body."""
+        if not idem or existing.get("idempotency_key") != idem:
+            return None
+        if existing.get("request_sha256") not in (None, _fingerprint(request)):  # None: older record
+            raise ApiError(409, "idempotency_key_reused",
+                           f"Idempotency-Key {idem!r} was used with a different request body for {what}; "
+                           f"a retry must repeat the request exactly, and a new request needs a new key",
+                           "Idempotency-Key")
+        response.status_code = 200
+        return existing
+
     def _create(key: str, doc: dict[str, Any], idem: str | None, what: str,
-                response: Response, parents: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
-        """Create a record; replay the stored one if this is a retry of the same create.
+                response: Response, parents: tuple[tuple[str, str], ...] = (), *,
+                request: BaseModel) -> dict[str, Any]:
+        """Create a record; replay the stored one if this is a retry of the same create (the
+        same Idempotency-Key and the same `request` body).
 
         `parents` ((record key, what), ...) must be live before and after the write: a create
         racing a delete of its parent undoes itself and answers 404, so no child outlives it.
         """
         now = now_iso()
-        doc = {**doc, "created_at": now, "updated_at": now, "idempotency_key": idem}
+        doc = {**doc, "created_at": now, "updated_at": now, "idempotency_key": idem,
+               "request_sha256": _fingerprint(request) if idem else None}
         try:
             registry.create(key, doc)
             try:
@@ -236,10 +298,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             response.status_code = 201
             return doc
         except AlreadyExists:
-            existing = registry.read(key)
-            if idem and existing.get("idempotency_key") == idem:
-                response.status_code = 200
-                return existing
+            replayed = _replay(registry.read(key), idem, request, what, response)
+            if replayed is not None:
+                return replayed
             raise ApiError(409, "conflict", f"{what} already exists") from None
 
     def _group(keys: Keys, group: str) -> dict[str, Any]:
@@ -268,12 +329,12 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     # ---- dataset groups ----
     @app.post("/v1/dataset-groups", response_model=DatasetGroup, status_code=201,
               tags=["dataset groups"])
-    def create_group(body: DatasetGroupCreate, t: Tenant, response: Response,
+    def create_group(body: Strict[DatasetGroupCreate], t: Tenant, response: Response,
                      idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         doc = {"name": body.name, "description": body.description, "status": Status.ACTIVE.value}
         return _create(keys.group_record(body.name), doc, idem,
-                       f"dataset group {body.name!r}", response)
+                       f"dataset group {body.name!r}", response, request=body)
 
     @app.get("/v1/dataset-groups", tags=["dataset groups"])
     def list_groups(t: Tenant, max_results: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -330,7 +391,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     @app.post("/v1/dataset-groups/{group}/datasets", response_model=Dataset, status_code=201,
               tags=["datasets"], response_model_by_alias=True)
-    def create_dataset(group: Name, body: DatasetCreate, t: Tenant, response: Response,
+    def create_dataset(group: Name, body: Strict[DatasetCreate], t: Tenant, response: Response,
                        idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         _group(keys, group)
@@ -339,7 +400,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "schema": body.schema_.model_dump(mode="json", by_alias=True)}
         doc = _create(keys.dataset_record(group, body.kind.value), doc, idem,
                       f"{body.kind.value} dataset in group {group!r}", response,
-                      parents=(_group_parent(keys, group),))
+                      parents=(_group_parent(keys, group),), request=body)
         return _dataset_view(keys, group, doc)
 
     @app.get("/v1/dataset-groups/{group}/datasets", tags=["datasets"])
@@ -375,7 +436,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         return Response(status_code=204)
 
     # ---- uploads (streamed straight to the store, never held in memory) ----
-    @app.post("/v1/uploads", status_code=201, tags=["datasets"])
+    @app.post("/v1/uploads", status_code=201, tags=["datasets"], openapi_extra=_UPLOAD_OPENAPI)
     async def upload(request: Request, t: Tenant,
                      x_filename: Annotated[str | None, Header(max_length=255)] = None) -> dict[str, Any]:
         keys = Keys(t)
@@ -391,6 +452,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                     raise ApiError(413, "payload_too_large",
                                    f"upload exceeds the limit of {max_upload_bytes} bytes")
                 await run_in_threadpool(out.write, chunk)  # store I/O must not block the loop
+            if size == 0:
+                raise ApiError(400, "invalid_input", "the upload is empty: send the file's bytes as the "
+                                                     "request body")
             await run_in_threadpool(out.close)
         except BaseException:
             try:
@@ -419,7 +483,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     # ---- dataset import jobs ----
     @app.post("/v1/dataset-groups/{group}/import-jobs", response_model=DatasetImportJob,
               status_code=201, tags=["datasets"])
-    def create_import_job(group: Name, body: DatasetImportJobCreate, t: Tenant, response: Response,
+    def create_import_job(group: Name, body: Strict[DatasetImportJobCreate], t: Tenant,
+                          response: Response,
                           idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         _dataset(keys, group, body.dataset)
@@ -443,7 +508,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                       f"import job {body.name!r}", response,
                       parents=(_group_parent(keys, group),
                                (keys.dataset_record(group, body.dataset.value),
-                                f"{body.dataset.value} dataset in group {group!r}")))
+                                f"{body.dataset.value} dataset in group {group!r}")), request=body)
         if response.status_code == 201:
             try:
                 submit_import(t, group, body.name)
@@ -526,7 +591,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     @app.post("/v1/dataset-groups/{group}/solutions", response_model=Solution, status_code=201,
               tags=["solutions"])
-    def create_solution(group: Name, body: SolutionCreate, t: Tenant, response: Response,
+    def create_solution(group: Name, body: Strict[SolutionCreate], t: Tenant, response: Response,
                         idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         _group(keys, group)
@@ -547,7 +612,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "evaluation": body.evaluation.model_dump(mode="json"),
                "description": body.description, "status": Status.ACTIVE.value}
         return _create(keys.solution_record(group, body.name), doc, idem,
-                       f"solution {body.name!r}", response, parents=(_group_parent(keys, group),))
+                       f"solution {body.name!r}", response, parents=(_group_parent(keys, group),),
+                       request=body)
 
     @app.get("/v1/dataset-groups/{group}/solutions", tags=["solutions"])
     def list_solutions(group: Name, t: Tenant,
@@ -608,7 +674,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     @app.post("/v1/dataset-groups/{group}/solutions/{solution}/versions",
               response_model=SolutionVersion, status_code=201, tags=["solutions"])
     def create_version(group: Name, solution: Name, t: Tenant, response: Response,
-                       body: SolutionVersionCreate | None = None,
+                       body: Strict[SolutionVersionCreate | None] = None,
                        idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         sol = _solution(keys, group, solution)
@@ -618,10 +684,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                 else f"v-{uuid.uuid4().hex[:16]}")
         key = keys.version_record(group, solution, name)
         if idem and store.backend.exists(key):
-            existing = registry.read(key)
-            if existing.get("idempotency_key") == idem:
-                response.status_code = 200
-                return _version_view(existing)
+            replayed = _replay(registry.read(key), idem, body, f"solution version {name!r}", response)
+            if replayed is not None:
+                return _version_view(replayed)
         try:
             check_trainable(get_recipe(sol["recipe"]), store, keys, group)
         except VersionFailed as e:
@@ -632,7 +697,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "status": Status.CREATE_PENDING.value, "progress": {"phase": "queued"}}
         doc = _create(key, doc, idem, f"solution version {name!r}", response,
                       parents=(_group_parent(keys, group),
-                               (keys.solution_record(group, solution), f"solution {solution!r}")))
+                               (keys.solution_record(group, solution), f"solution {solution!r}")),
+                      request=body)
         if response.status_code == 201:
             try:
                 submit_version(t, group, solution, name)
@@ -708,7 +774,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     @app.post("/v1/dataset-groups/{group}/campaigns", response_model=Campaign, status_code=201,
               tags=["campaigns"])
-    def create_campaign(group: Name, body: CampaignCreate, t: Tenant, response: Response,
+    def create_campaign(group: Name, body: Strict[CampaignCreate], t: Tenant, response: Response,
                         idem: IdemKey = None) -> dict[str, Any]:
         keys = Keys(t)
         _group(keys, group)
@@ -719,7 +785,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
                "pending_update": None}
         key = keys.campaign_record(group, body.name)
         doc = _create(key, doc, idem, f"campaign {body.name!r}", response,
-                      parents=(_group_parent(keys, group),))
+                      parents=(_group_parent(keys, group),), request=body)
         if response.status_code == 201:
             try:
                 ops.deploy_campaign(t, group, body.name)
@@ -747,7 +813,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     @app.patch("/v1/dataset-groups/{group}/campaigns/{campaign}", response_model=Campaign,
                tags=["campaigns"])
-    def update_campaign(group: Name, campaign: Name, body: CampaignUpdate, t: Tenant) -> dict[str, Any]:
+    def update_campaign(group: Name, campaign: Name, body: Strict[CampaignUpdate],
+                        t: Tenant) -> dict[str, Any]:
         keys = Keys(t)
         doc = _campaign(keys, group, campaign)
         change = body.model_dump(exclude_none=True)
@@ -815,7 +882,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
     # ---- real-time events ----
     @app.post("/v1/dataset-groups/{group}/events", response_model=PutEventsResponse, tags=["events"])
-    def put_events(group: Name, body: PutEventsRequest, t: Tenant) -> dict[str, Any]:
+    def put_events(group: Name, body: Strict[PutEventsRequest], t: Tenant) -> dict[str, Any]:
         keys = Keys(t)
         _group(keys, group)
         events = [e.model_dump(mode="json") for e in body.events]
@@ -900,6 +967,142 @@ class _JsonBodyLimit:
 
 _RUNNING = {Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value}
 _VERSION_OPEN = {*_RUNNING, Status.CREATE_STOPPING.value}
+
+
+# ---- the API's description: /docs and /redoc from local files, /openapi.json as the API is ----
+_DOCS_ASSETS = FilePath(fastapi_offline.__file__).parent / "static"  # Swagger UI 5 and ReDoc files
+_UPLOAD_OPENAPI: dict[str, Any] = {
+    "requestBody": {"required": True, "description": "The file's bytes (CSV or Parquet), streamed.",
+                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary",
+                                                                        "minLength": 1}}}},
+    "responses": {"201": {"description": "Stored; import it with `source.upload_id` within 24 h.",
+                          "content": {"application/json": {"schema": {
+                              "type": "object", "required": ["upload_id", "size"],
+                              "properties": {"upload_id": {"type": "string", "pattern": "^[a-f0-9]{32}$"},
+                                             "size": {"type": "integer", "minimum": 0}}}}}}},
+}
+_ERRORS = {
+    "400": "Invalid input: `invalid_input` (`field` names the parameter or body field), `invalid_json` "
+           "or `insufficient_data`.",
+    "401": "`unauthenticated`: no API key, a malformed Authorization header or an unknown key.",
+    "404": "`not_found`: no such resource (another tenant's resources answer the same).",
+    "409": "`conflict`: the name exists, or the resource's state or children forbid the change; "
+           "`idempotency_key_reused`: the Idempotency-Key was sent before with another body.",
+    "413": "`payload_too_large`: the body is over the limit.",
+}
+# Operations without an Idempotency-Key that can still answer 409 (creates all can).
+_CONFLICTS = {"delete_group", "delete_dataset", "delete_solution", "stop_version", "update_campaign"}
+_SECURITY = [{"bearer": []}, {"apiKey": []}]
+
+
+def _add_docs(app: FastAPI, serve_url: str | None) -> None:
+    """Serve Swagger UI at /docs and ReDoc at /redoc from the package's files (no CDN), and an
+    OpenAPI document that describes the real API (errors, uploads, campaign endpoints)."""
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}/docs/swagger-ui-bundle.js", swagger_css_url=f"{root}/docs/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{root}/docs/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}/docs/favicon.png", with_google_fonts=False)
+
+    app.mount("/docs", StaticFiles(directory=_DOCS_ASSETS), name="docs-assets")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _describe(FastAPI.openapi(app), serve_url)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: `{"error": {"type", "message", "field"}}`."""
+
+    error: ErrorBody
+
+
+def _describe(spec: dict[str, Any], serve_url: str | None) -> dict[str, Any]:
+    """FastAPI's document, made true: the `{"error": ...}` answers each operation can give
+    instead of an unused 422, and the campaign endpoints, which Ray Serve answers."""
+    schemas = spec["components"]["schemas"]
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    _, defs = models_json_schema([(ErrorResponse, "serialization"), (RecommendRequest, "validation"),
+                                  (RankRequest, "validation"), (RecommendResponse, "serialization")],
+                                 ref_template="#/components/schemas/{model}")
+    schemas.update(defs["$defs"])
+    schemas["SolutionCreate"]["properties"]["recipe"]["enum"] = list(RECIPE_IDS)
+    for item in spec["paths"].values():
+        for op in item.values():
+            responses = op["responses"]
+            responses.pop("422", None)
+            params = op.get("parameters", [])
+            create = any(p["name"] == "Idempotency-Key" for p in params)
+            if create:
+                responses["200"] = {**responses["201"], "description": "A retry (the same Idempotency-Key "
+                                                                       "and body): what the first created."}
+            codes = {"400": bool(params) or "requestBody" in op, "401": "security" in op,
+                     "404": any(p["in"] == "path" for p in params),
+                     "409": create or op["operationId"] in _CONFLICTS, "413": "requestBody" in op}
+            responses.update({c: _error_response(_ERRORS[c]) for c, on in codes.items() if on})
+    spec["paths"].update(_campaign_paths(serve_url))
+    return spec
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+
+def _campaign_paths(serve_url: str | None) -> dict[str, Any]:
+    """POST <campaign endpoint>/recommend and /rank: served by each campaign's Ray Serve app."""
+    server: dict[str, Any] = {"url": "{serve_url}", "description": "Ray Serve, where campaigns answer",
+                              "variables": {"serve_url": {"default": "http://127.0.0.1:8000"}}}
+    if serve_url:
+        server = {"url": serve_url.rstrip("/"), "description": "Ray Serve, where campaigns answer"}
+    where = ("Served by the campaign's endpoint (Ray Serve), not by the control plane: send it to the "
+             "campaign's `endpoint` URL followed by `/{op}`, with the same API key.")
+    paths = {}
+    for op, request, summary in (("recommend", RecommendRequest, "Recommend items for a user"),
+                                 ("rank", RankRequest, "Rank the given items for a user")):
+        paths[f"/campaigns/{{endpoint_id}}/{op}"] = {"servers": [server], "post": {
+            "tags": ["campaign endpoints"], "operationId": op, "summary": summary,
+            "description": where.format(op=op), "security": _SECURITY,
+            "parameters": [{"name": "endpoint_id", "in": "path", "required": True,
+                            "description": "The last segment of the campaign's `endpoint` URL.",
+                            "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{request.__name__}"}}}},
+            "responses": {
+                "200": {"description": "The items, best first.", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/RecommendResponse"}}}},
+                **{c: _error_response(_ERRORS[c]) for c in ("400", "401", "404", "413")},
+                "429": {"description": "Over capacity (more than the campaign's max_queued_requests "
+                                       "waiting): retry after Retry-After seconds. Ray Serve's "
+                                       "plain-text body.",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "503": {"description": "The campaign has no running replica (Ray Serve's plain-text body).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+            }}}
+    return paths
+
+
+def _fingerprint(request: BaseModel) -> str:
+    """The hash of a request body in canonical form (validated, defaults filled in, keys sorted):
+    what an Idempotency-Key is bound to."""
+    canonical = json.dumps(request.model_dump(mode="json", by_alias=True), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _inside_store(store: Store, uri: str) -> bool:
