@@ -444,6 +444,67 @@ def import_movielens(ctx: click.Context, path: str, group: str, mode: str) -> No
     _emit(ctx, jobs, JOB_COLUMNS)
 
 
+@import_.command("hetrec")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--group", "-g", required=True)
+@click.option("--mode", type=click.Choice(["full", "incremental"]), default="full")
+@click.pass_context
+def import_hetrec(ctx: click.Context, path: str, group: str, mode: str) -> None:
+    """Convert a HetRec 2011 folder (movielens-2k, lastfm-2k, delicious-2k) and import it into GROUP."""
+    from sdk.hetrec import convert
+
+    with tempfile.TemporaryDirectory(prefix="tagrec-hetrec-") as tmp:
+        data = convert(path, tmp)
+        for name, rows in data.skipped_rows.items():
+            _say(f"{name}: {rows:,} rows skipped (malformed, or an unknown tag)")
+        jobs = _import_all(ctx, group, data.paths, data.schemas, mode)
+    _emit(ctx, jobs, JOB_COLUMNS)
+
+
+@import_.command("stackexchange")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--group", "-g", required=True)
+@click.option("--mode", type=click.Choice(["full", "incremental"]), default="full")
+@click.pass_context
+def import_stackexchange(ctx: click.Context, path: str, group: str, mode: str) -> None:
+    """Convert Stack Exchange questions (a CSV id,title,content,tags, or a folder of one CSV per
+    site) into the items of GROUP."""
+    from sdk.stackexchange import convert
+
+    with tempfile.TemporaryDirectory(prefix="tagrec-se-") as tmp:
+        data = convert(path, tmp)
+        if data.ignored_files:
+            _say(f"ignored (no title, body and tags columns): {', '.join(data.ignored_files)}")
+        for name, rows in data.skipped_rows.items():
+            _say(f"{name}: {rows:,} questions skipped (repeated id)")
+        jobs = _import_all(ctx, group, data.paths, data.schemas, mode)
+    _emit(ctx, jobs, JOB_COLUMNS)
+
+
+@import_.command("intents")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--group", "-g", required=True)
+@click.option("--sessions", "n_sessions", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Support sessions to simulate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation.")
+@click.option("--mode", type=click.Choice(["full", "incremental"]), default="full")
+@click.pass_context
+def import_intents(ctx: click.Context, path: str, group: str, n_sessions: int, seed: int,
+                   mode: str) -> None:
+    """Simulate support sessions from an intent corpus (clinc150, banking77, nlu-plus-plus, or a
+    CSV organisation,intent,text) and import the questions and clicks into GROUP."""
+    from sdk.intents import convert
+
+    with tempfile.TemporaryDirectory(prefix="tagrec-intents-") as tmp:
+        data = convert(path, tmp, n_sessions=n_sessions, seed=seed)
+        s = data.stats
+        _say(f"{data.format}: {s.questions:,} questions in {s.organisations} organisation(s), "
+             f"{s.tags_per_question:.1f} tags per question; {s.sessions:,} sessions with "
+             f"{s.tag_clicks_per_session:.2f} tag clicks and {s.questions_per_session:.2f} questions each")
+        jobs = _import_all(ctx, group, data.paths, data.schemas, mode)
+    _emit(ctx, jobs, JOB_COLUMNS)
+
+
 def _import_all(ctx: click.Context, group: str, paths: dict[DatasetKind, Path],
                 schemas: dict[DatasetKind, Schema], mode: str) -> list[DatasetImportJob]:
     _ensure_group(_client(ctx), group)
