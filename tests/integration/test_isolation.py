@@ -512,7 +512,9 @@ def test_matrix_covers_every_endpoint(platform: Platform, tmp_path: Path) -> Non
     spec = httpx.get(f"{platform.url}/openapi.json").json()
     routes |= {(m.upper(), path) for path, ops in spec["paths"].items() for m in ops
                if m in {"get", "put", "post", "patch", "delete", "options", "head", "trace"}}
-    api = {(m, p) for m, p in routes if p not in NOT_API}
+    # The campaign endpoints are documented but served by Ray Serve, not this app (their
+    # isolation is tested in test_campaign_endpoint.py).
+    api = {(m, p) for m, p in routes if p not in NOT_API and not p.startswith("/campaigns/")}
     assert api == {(e.method, e.route) for e in ENDPOINTS}
 
 
