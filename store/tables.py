@@ -67,15 +67,21 @@ def _show(value: object) -> str:
 
 
 def _fail(field: SchemaField, col: pa.Array, ok: Callable[[object], bool], first_row: int,
-          problem: str | None = None) -> DataError:
-    """Find the first offending rows of `col` (a slow path, taken only on failure)."""
+          problem: str | None = None, lists: pa.Array | None = None) -> DataError:
+    """Find the first offending rows of `col` (a slow path, taken only on failure).
+
+    `col` may be the values of the list array `lists`: rows are then numbered by list.
+    """
+    parents = None if lists is None else pc.list_parent_indices(lists).to_numpy()
     rows: list[int] = []
     first_value: object = None
     for i, value in enumerate(col.to_pylist()):
         if value is not None and not ok(value):
             if not rows:
                 first_value = value
-            rows.append(first_row + i)
+            row = first_row + (i if parents is None else int(parents[i]))
+            if row not in rows:
+                rows.append(row)
             if len(rows) >= MAX_REPORTED_ROWS:
                 break
     if not rows:  # the vectorized check failed but no single value does: report the batch
@@ -113,7 +119,7 @@ def _to_text(col: pa.Array, field: SchemaField, first_row: int, lists: pa.Array 
             text = col.cast(pa.string())
         except pa.ArrowInvalid:
             raise _fail(field, col, _scalar_ok(pa.string()), first_row,
-                        "is not valid UTF-8 text") from None
+                        "is not valid UTF-8 text", lists) from None
     else:
         return col.cast(pa.string())  # numbers given for a string column: their text
     _refuse_nul(text, field, first_row, lists)

@@ -1,8 +1,10 @@
 """The dataset import job: stream a CSV/Parquet source, validate, write a snapshot, publish it.
 
-Memory stays bounded by decompressed bytes: CSV text (after gzip decompression and transcoding) is
+Memory stays bounded by decompressed bytes: CSV text (after decompression and transcoding) is
 read in blocks of `BLOCK_SIZE`, at most `READAHEAD_BLOCKS` ahead of the batch being written, and
-Parquet in batches of about one block of uncompressed data; each batch is validated and appended
+Parquet in batches of about one block of uncompressed data that decode to at most the read-ahead
+bound even if every row repeats the longest value of a column's dictionary (a dictionary bomb:
+a long value in many rows costs the file a few bits a row); each batch is validated and appended
 to Parquet, and nothing is held whole. The new snapshot becomes visible only through one
 compare-and-swap of the dataset's `CURRENT` pointer (store.snapshots), so a bad file or a killed
 job leaves the previous snapshot untouched.
@@ -15,7 +17,11 @@ Limits of one import, set by the platform operator in the job's environment (who
 - `TAGREC_IMPORT_BLOCK_SIZE` (default 16 MiB): bytes of CSV per block, which bounds the longest
   row (a row up to one block always fits).
 
-A source over a limit fails with a reason naming the limit. CSV text is UTF-8 (a UTF-8 byte-order
+A source over a limit fails with a reason naming the limit. A CSV may come compressed with gzip,
+bzip2, xz or zstd, or as the one file of a zip archive, found from its first bytes whatever its name
+(a name ending in .gz, .bz2, .xz, .zst or .zip on an uncompressed file is refused); other archives
+(tar, 7z, rar, zips of several files) and compressed Parquet files are refused by name, and damaged
+compressed data fail with the compression named. CSV text is UTF-8 (a UTF-8 byte-order
 mark is skipped); UTF-16 and UTF-32 files with a byte-order mark are transcoded to UTF-8 as they
 stream. NUL bytes are refused in any text value, and a schema field named twice in the source is
 refused rather than one of the two picked.
@@ -29,15 +35,19 @@ from __future__ import annotations
 import argparse
 import codecs
 import csv
+import lzma
 import os
 import re
 import threading
 import time
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -79,6 +89,16 @@ _READAHEAD_WAIT_S = 10.0  # a read held back this long goes ahead anyway: never 
 # starts with UTF-16's). The codec reads the mark and the byte order from it.
 _BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+# What a source is compressed or packed with, by its first bytes (the name is not trusted), and
+# the name suffix that says so. Arrow decodes gzip, bzip2 and zstd; Python xz and zip.
+_MAGIC = [(re.compile(rb"\x1f\x8b"), "gzip"), (re.compile(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)"), "bzip2"),
+          (re.compile(rb"\xfd7zXZ\x00"), "xz"), (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
+          (re.compile(rb"PK(\x03\x04|\x05\x06)"), "zip"), (re.compile(rb"7z\xbc\xaf\x27\x1c"), "7z"),
+          (re.compile(rb"Rar!\x1a\x07"), "rar")]
+_SUFFIXES = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+_CODECS = {"gzip": "gzip", "bzip2": "bz2", "zstd": "zstd"}
+# Errors of a decompressor on bad data (Arrow's codecs raise OSError, Python's modules the rest).
+_CORRUPT = (OSError, EOFError, lzma.LZMAError, zlib.error, zipfile.BadZipFile)
 
 
 class ImportFailed(Exception):
@@ -106,25 +126,83 @@ class _Source:
         if info.type != pafs.FileType.File:
             raise ImportFailed(f"source {self.name!r} not found or not readable")
         self.size = info.size
-        self.format = source.get("format") or self._sniff()
-
-    def _sniff(self) -> str:
         with self.fs.open_input_file(self.path) as f:
-            head = f.read(4)
-        if head == b"PAR1":
-            return "parquet"
-        return "csv"
+            head = f.read(16)
+        self.compression = next((name for magic, name in _MAGIC if magic.match(head)), None)
+        if self.compression in ("7z", "rar"):
+            raise ImportFailed(f"source {self.name!r} is a {self.compression} archive, which the import "
+                               "cannot read: extract it and upload the CSV inside")
+        suffix = next((s for s in _SUFFIXES if self.name.lower().endswith(s)), None)
+        if suffix and head and not self.compression:
+            packed = "a zip archive" if suffix == ".zip" else f"{_SUFFIXES[suffix]}-compressed"
+            raise ImportFailed(f"source {self.name!r} is named {suffix} but not {packed} (it starts "
+                               f"with {head!r}); if it is not compressed, name it without {suffix}")
+        self.format = source.get("format") or ("parquet" if head[:4] == b"PAR1" else "csv")
+        if self.format == "parquet" and self.compression:
+            raise ImportFailed(_packed_parquet(self))
+
+
+def _packed_parquet(src: _Source) -> str:
+    return (f"source {src.name!r} is a Parquet file packed with {src.compression}: upload the Parquet "
+            "file itself (Parquet compresses its own data)")
+
+
+def _open(src: _Source, progress: dict[str, int] | None = None) -> tuple[Any, _CountingStream]:
+    """The source's bytes after decompression, and the stream counting the source's own bytes."""
+    if src.compression == "zip":
+        raw = _CountingStream(src.fs.open_input_file(src.path))
+        try:
+            member = _zip_member(src, zipfile.ZipFile(raw))
+        except Exception as e:
+            raw.close()
+            raise _corrupt(src, e, raw) from None
+        raw.progress = progress  # the member's bytes, not the directory read before them
+        return member, raw
+    raw = _CountingStream(src.fs.open_input_stream(src.path), progress)
+    if src.compression == "xz":
+        return lzma.LZMAFile(raw), raw
+    if src.compression:
+        return pa.CompressedInputStream(raw, _CODECS[src.compression]), raw
+    return raw, raw
+
+
+def _zip_member(src: _Source, archive: zipfile.ZipFile) -> Any:
+    """The one file a zip archive holds, opened (folders and macOS's __MACOSX/ files not counted)."""
+    files = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+    if len(files) != 1:
+        shown = "".join(f", {m.filename!r}" for m in files[:5]) + (", ..." if len(files) > 5 else "")
+        raise ImportFailed(f"source {src.name!r} is a zip archive holding {len(files)} files{shown}: "
+                           "one import reads one file; unzip it first (or upload the CSV inside)")
+    if files[0].flag_bits & 1:
+        raise ImportFailed(f"source {src.name!r} is an encrypted zip archive: unzip it first (or upload "
+                           "the CSV inside)")
+    try:
+        return archive.open(files[0])
+    except NotImplementedError:  # deflate64 (Windows, large files), ppmd, ...
+        raise ImportFailed(f"source {src.name!r} is a zip archive whose compression method "
+                           f"({files[0].compress_type}) the import cannot read: unzip it first (or upload "
+                           "the CSV inside)") from None
+
+
+def _corrupt(src: _Source, e: Exception, raw: _CountingStream, rows_done: int = 0) -> Exception:
+    """The ImportFailed for a decompressor's error; `e` itself if reading the source failed."""
+    if not src.compression or raw.failed or not isinstance(e, _CORRUPT):
+        return e
+    where = f" after data row {rows_done}" if rows_done else ""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ImportFailed(f"source {src.name!r} is not valid {src.compression} data{where} (damaged or "
+                        f"cut short?): {msg[:200]}")
 
 
 def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iterator[pa.RecordBatch]:
-    compression = "gzip" if src.name.endswith(".gz") else None
+    compression = src.compression
     if src.size == 0:
         raise ImportFailed(f"source {src.name!r} is empty: expected a CSV header line")
     if not compression and src.size > MAX_BYTES:
         raise ImportFailed(_too_large(src, "CSV text"))
     wanted = [f.name for f in schema.fields]
     # include_missing_columns below hides absent columns; check the header ourselves first.
-    header, encoding = _csv_header(src, compression)
+    header, encoding = _csv_header(src)
     missing = [n for n in wanted if n not in header]
     if missing:
         shown = ", ".join(repr(h) for h in header[:20])
@@ -135,16 +213,11 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
     _refuse_duplicates(header, wanted, "the CSV header")
     # The read-ahead bound and the size limit count the text the reader gets, after
     # decompression and transcoding; progress counts the source's bytes.
-    bounds = {"ahead": READAHEAD_BLOCKS * BLOCK_SIZE, "limit": MAX_BYTES}
-    source = src.fs.open_input_stream(src.path)
-    if compression or encoding:
-        text: Any = _CountingStream(source, progress)
-        text = pa.CompressedInputStream(text, compression) if compression else pa.PythonFile(text, "r")
-        if encoding:
-            text = pa.transcoding_input_stream(text, encoding, "utf-8")
-        counted = _CountingStream(text, **bounds)
-    else:
-        counted = _CountingStream(source, progress, **bounds)
+    text, raw = _open(src, progress)
+    if encoding:
+        native = text if isinstance(text, pa.NativeFile) else pa.PythonFile(text, "r")
+        text = pa.transcoding_input_stream(native, encoding, "utf-8")
+    counted = _CountingStream(text, ahead=READAHEAD_BLOCKS * BLOCK_SIZE, limit=MAX_BYTES)
     try:
         reader = pacsv.open_csv(
             counted,
@@ -161,7 +234,7 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
             ),
         )
     except Exception as e:
-        raise _read_error(src, e, counted, compression, encoding) from None
+        raise _read_error(src, e, counted, raw, encoding) from None
     try:
         while True:
             try:
@@ -169,18 +242,32 @@ def _csv_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iter
             except StopIteration:
                 return
             except Exception as e:
-                raise _read_error(src, e, counted, compression, encoding,
-                                  progress.get("rows", 0)) from None
+                raise _read_error(src, e, counted, raw, encoding, progress.get("rows", 0)) from None
             counted.consumed(BLOCK_SIZE)
             yield batch
     finally:
         counted.release()  # a reader abandoned mid-file must not wait for us
 
 
-def _csv_header(src: _Source, compression: str | None) -> tuple[list[str], str | None]:
+def _csv_header(src: _Source) -> tuple[list[str], str | None]:
     """The header's column names, and the encoding to transcode from (None: UTF-8)."""
-    with src.fs.open_input_stream(src.path, compression=compression) as f:
-        head = f.read(1 << 20)
+    text, raw = _open(src)
+    try:
+        head = text.read(1 << 20)
+    except Exception as e:
+        raise _corrupt(src, e, raw) from None
+    finally:
+        text.close()
+        raw.close()
+    if src.compression:
+        if not head:
+            raise ImportFailed(f"source {src.name!r} is empty once decompressed ({src.compression}): "
+                               "expected a CSV header line")
+        if head.startswith(b"PAR1"):
+            raise ImportFailed(_packed_parquet(src))
+        if head[257:262] == b"ustar":
+            raise ImportFailed(f"source {src.name!r} is a tar archive ({src.compression}): extract it and "
+                               "upload the CSV inside")
     encoding = next((name for bom, name in _BOMS if head.startswith(bom)), None)
     if encoding:
         # Errors past the header line are the transcoding stream's, reported with their row.
@@ -247,11 +334,15 @@ def _too_many_rows(src: _Source) -> str:
             "(the platform's TAGREC_IMPORT_MAX_ROWS); split it into several incremental imports")
 
 
-def _read_error(src: _Source, e: Exception, stream: _CountingStream, compression: str | None,
+def _read_error(src: _Source, e: Exception, stream: _CountingStream, raw: _CountingStream,
                 encoding: str | None, rows_done: int = 0) -> Exception:
     """The ImportFailed a CSV reader's error stands for; `e` itself when the data are not at fault."""
     if stream.over_limit:
-        return ImportFailed(_too_large(src, "CSV text after decompression" if compression else "CSV text"))
+        return ImportFailed(_too_large(src, "CSV text after decompression" if src.compression
+                                       else "CSV text"))
+    corrupt = _corrupt(src, e, raw, rows_done)
+    if corrupt is not e:
+        return corrupt
     if encoding and isinstance(e, UnicodeDecodeError):
         name = encoding.upper()
         return ImportFailed(f"source {src.name!r} is not valid {name} text after data row {rows_done} "
@@ -299,6 +390,7 @@ class _CountingStream:
         self.raw, self.progress = raw, progress
         self.closed = False
         self.over_limit = False
+        self.failed = False  # reading `raw` itself raised (not the data's fault)
         self._ahead = ahead
         self._limit = limit
         self._read = 0
@@ -312,7 +404,11 @@ class _CountingStream:
                 self._cond.wait_for(
                     lambda: self._ahead is None or self._read < self._taken + self._ahead,
                     timeout=_READAHEAD_WAIT_S)
-        data = self.raw.read(n)
+        try:
+            data = self.raw.read(None if n is None or n < 0 else n)  # Arrow's files: None reads all
+        except Exception:
+            self.failed = True
+            raise
         with self._cond:
             self._read += len(data)
             if self._limit is not None and self._read > self._limit:
@@ -345,10 +441,20 @@ class _CountingStream:
     def seekable(self) -> bool:
         return False
 
+    def seek(self, offset: int, whence: int = 0) -> int:  # for zipfile, which reads a random-access file
+        try:
+            return self.raw.seek(offset, whence)
+        except pa.ArrowInvalid as e:  # a position before the start: OSError, as zipfile expects
+            raise OSError(str(e)) from None
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
 
 def _parquet_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> Iterator[pa.RecordBatch]:
     try:
-        pf = pq.ParquetFile(src.fs.open_input_file(src.path))
+        file = src.fs.open_input_file(src.path)
+        pf = pq.ParquetFile(file)
     except (pa.ArrowInvalid, OSError) as e:
         raise ImportFailed(f"source {src.name!r} is not a valid Parquet file: {e}") from None
     names = pf.schema_arrow.names
@@ -360,17 +466,29 @@ def _parquet_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> 
             f"{', '.join(missing)}; file has: {', '.join(names[:20])})"
         )
     _refuse_duplicates(names, wanted, "the Parquet file")
+    conform(pf.schema_arrow.empty_table(), schema, first_row=1)  # nested columns: refused unread
     meta = pf.metadata
     if meta.num_rows > MAX_ROWS:
         raise ImportFailed(_too_many_rows(src))
-    paths = [meta.schema.column(c).path for c in range(meta.num_columns)]  # leaves: "tags.list.element"
-    read_leaves = [c for c, p in enumerate(paths) if any(p == n or p.startswith(f"{n}.") for n in wanted)]
+    # Each column read is a scalar or a list of scalars now: one leaf (["tags", "list", "element"]).
+    leaves = {path[0]: c for c, path in enumerate(pf.reader.column_paths) if path[0] in wanted}
     data_bytes = sum(meta.row_group(g).column(c).total_uncompressed_size
-                     for g in range(meta.num_row_groups) for c in read_leaves)
+                     for g in range(meta.num_row_groups) for c in leaves.values())
     if data_bytes > MAX_BYTES:
         raise ImportFailed(_too_large(src, "Parquet data uncompressed"))
-    # Batches of about one block of the columns' uncompressed data (as pages hold it).
+    # Batches of about one block of the columns' uncompressed data (as pages hold it), and at most
+    # the read-ahead bound decoded even if every row held the longest value of each dictionary.
     batch_rows = max(1, min(262_144, BLOCK_SIZE * meta.num_rows // max(data_bytes, 1)))
+    text = [n for n in wanted if _is_text(pf.schema_arrow.field(n).type)]
+    if text:
+        probe = pq.ParquetFile(file, metadata=meta, read_dictionary=[leaves[n] for n in text],
+                               pre_buffer=False, buffer_size=1 << 20)
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            if group.num_rows:
+                longest = _longest_values(probe, g, text)
+                most = READAHEAD_BLOCKS * BLOCK_SIZE / _row_bytes(group, leaves, longest)
+                batch_rows = max(1, min(batch_rows, int(most)))
     per_row = src.size / max(meta.num_rows, 1)
     decoded = 0  # as decoded in memory: dictionary-encoded values count at their full size here
     for batch in pf.iter_batches(batch_size=batch_rows, columns=wanted):
@@ -379,6 +497,47 @@ def _parquet_batches(src: _Source, schema: Schema, progress: dict[str, int]) -> 
             raise ImportFailed(_too_large(src, "Parquet data uncompressed"))
         progress["bytes_read"] = progress.get("bytes_read", 0) + int(batch.num_rows * per_row)
         yield batch
+
+
+def _is_text(t: pa.DataType) -> bool:
+    """Parquet text (BYTE_ARRAY) values, alone or in a list, maybe dictionary-typed by Arrow."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or \
+        pa.types.is_large_binary(t)
+
+
+def _longest_values(probe: pq.ParquetFile, group: int, columns: list[str]) -> dict[str, int]:
+    """Bytes of the longest value in each text column's dictionary in row group `group`.
+
+    `probe` reads the columns as dictionaries: one row read decodes the whole dictionary page.
+    """
+    first = next(probe.iter_batches(batch_size=1, row_groups=[group], columns=columns))
+    longest = {}
+    for name in columns:
+        col = first.column(name)
+        values = col.values if pa.types.is_list(col.type) or pa.types.is_large_list(col.type) else col
+        if pa.types.is_dictionary(values.type) and len(values.dictionary):
+            longest[name] = pc.max(pc.binary_length(values.dictionary)).as_py() or 0
+    return longest
+
+
+def _row_bytes(group: Any, leaves: dict[str, int], longest: dict[str, int]) -> float:
+    """Bytes a row of the row group decodes to if each holds the longest dictionary values.
+
+    A dictionary-encoded value costs a few bits in the file however long it is: a text column
+    counts at its dictionary's longest value, other columns at their average uncompressed size
+    (8 bytes at least, a number's); list columns at their average number of values per row.
+    """
+    total = 0.0
+    for name, c in leaves.items():
+        chunk = group.column(c)
+        values = max(chunk.num_values, 1)
+        each = max(8.0, chunk.total_uncompressed_size / values, longest.get(name, 0) + 4.0)
+        total += values / group.num_rows * each + 4  # + list offsets, validity
+    return total
 
 
 def run_import(store: Store, tenant: str, group: str, job_name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The import job on hostile files: bombs, NUL bytes, duplicate names, nested columns, UTF-16, long rows.
+"""The import job on hostile files: bombs, NUL bytes, duplicate names, nested columns, UTF-16, long rows,
+compressed files whatever their names say, Parquet dictionary bombs.
 
 Each file is made here, small: the limits it runs into (decompressed bytes, rows, block size) are
 lowered for the test. Every failure must name what the tenant can act on (the limit, the column,
@@ -7,11 +8,16 @@ the row, the encoding found) and publish nothing, as in test_import_validation.
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
+import lzma
 import os
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +328,134 @@ def test_row_as_long_as_the_block_is_read(store: Store, group: str,
     data = make_csv(100, {51: {"comment": b"y" * 4000}})
     job = run_job(store, group, data)
     assert job["status"] == "ACTIVE", job.get("failure_reason")
+
+
+# ---- compression found from the content, not the name ----
+
+def zipped(data: bytes, names: tuple[str, ...] = ("events.csv",)) -> bytes:
+    """A zip archive as macOS's Finder makes one: a folder, the files, and __MACOSX/ metadata."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("export/", b"")
+        for name in names:
+            z.writestr(f"export/{name}", data)
+            z.writestr(f"__MACOSX/export/._{name}", b"\x00\x05\x16\x07 resource fork")
+    return out.getvalue()
+
+
+PACK = {  # compression: (pack bytes, the usual suffix)
+    "gzip": (gzip.compress, ".gz"),
+    "bzip2": (bz2.compress, ".bz2"),
+    "xz": (lzma.compress, ".xz"),
+    "zstd": (lambda data: pa.compress(data, "zstd", asbytes=True), ".zst"),
+    "zip": (zipped, ".zip"),
+}
+
+
+@pytest.mark.parametrize("name", ["events.csv", "data", "events.csv{suffix}"])
+@pytest.mark.parametrize("compression", PACK)
+def test_compressed_csv_is_read_whatever_its_name(store: Store, group: str, compression: str,
+                                                  name: str) -> None:
+    pack, suffix = PACK[compression]
+    plain = make_csv(3000)
+    job = run_job(store, group, pack(plain), source_name=name.format(suffix=suffix))
+    assert job["status"] == "ACTIVE", job.get("failure_reason")
+    assert job["total_rows"] == read_dataset(store, group).num_rows == 3000
+    assert 0 < job["progress"]["bytes_read"] <= job["progress"]["bytes_total"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+@pytest.mark.parametrize("compression", ["xz", "zip"])  # decoded by Python, not by Arrow's codecs
+def test_utf16_inside_xz_and_zip(store: Store, group: str, compression: str, encoding: str) -> None:
+    job = run_job(store, group, PACK[compression][0](UNICODE.decode().encode(encoding)), source_name="data")
+    assert job["status"] == "ACTIVE", job.get("failure_reason")
+    assert [r["user_id"] for r in read_dataset(store, group).to_pylist()] == ["u1", "用户", "u3"]
+
+
+@pytest.mark.parametrize("name,phrase", [
+    ("events.csv.gz", "named .gz but not gzip-compressed"),
+    ("events.csv.bz2", "named .bz2 but not bzip2-compressed"),
+    ("events.zip", "named .zip but not a zip archive"),
+])
+def test_compression_suffix_on_a_plain_file(baseline: Baseline, name: str, phrase: str) -> None:
+    job = run_job(baseline.store, baseline.group, make_csv(3), source_name=name)
+    baseline.assert_failed(job, phrase, "b'user_id,item_id,'", "name it without")
+
+
+@pytest.mark.parametrize("compression", PACK)
+@pytest.mark.parametrize("keep", [0.3, 0.9])
+def test_damaged_compressed_csv(baseline: Baseline, monkeypatch: pytest.MonkeyPatch, compression: str,
+                                keep: float) -> None:
+    """Cut short within the header's first MiB (0.3) or later, while rows are read (0.9)."""
+    monkeypatch.setattr(dataset_import, "BLOCK_SIZE", 64 << 10)
+    data = PACK[compression][0](make_csv(40_000))
+    job = run_job(baseline.store, baseline.group, data[:int(len(data) * keep)], source_name="events")
+    baseline.assert_failed(job, f"source 'events' is not valid {compression} data", "cut short")
+
+
+def tarred(data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo("events.csv")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+REFUSED = {  # a source the import cannot read, and what the failure must say
+    "zip-of-two": (zipped(make_csv(3), ("a.csv", "b.csv")),
+                   ["is a zip archive holding 2 files", "'export/a.csv'",
+                    "unzip it first (or upload the CSV inside)"]),
+    "empty-zip": (zipped(b"", ()), ["zip archive holding 0 files", "unzip it first"]),
+    "tar-gz": (gzip.compress(tarred(make_csv(3))), ["is a tar archive (gzip)", "extract it"]),
+    "parquet-gz": (gzip.compress(parquet_bytes(pa.table(good_parquet_columns()))),
+                   ["is a Parquet file packed with gzip", "upload the Parquet file itself"]),
+    "empty-gz": (gzip.compress(b""), ["is empty once decompressed (gzip)"]),
+    "7z": (b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24), ["is a 7z archive", "extract it"]),
+}
+
+
+@pytest.mark.parametrize("data,phrases", REFUSED.values(), ids=REFUSED.keys())
+def test_archives_and_packed_files_are_refused_by_name(baseline: Baseline, data: bytes,
+                                                       phrases: list[str]) -> None:
+    baseline.assert_failed(run_job(baseline.store, baseline.group, data, source_name="upload"), *phrases)
+
+
+# ---- Parquet: dictionary bombs, rows of list values ----
+
+@pytest.mark.parametrize("column", ["comment", "tags"])
+def test_parquet_dictionary_bomb_is_decoded_in_bounded_batches(store: Store, group: str, column: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """One long value in every row of a dictionary-encoded column: the file and its metadata stay
+    tiny, the rows decode to 16 MB; no batch handed on may decode to more than the read-ahead bound."""
+    block = 16 << 10
+    monkeypatch.setattr(dataset_import, "BLOCK_SIZE", block)
+    rows, value = 2000, "x" * 8000
+    cols = good_parquet_columns(rows)
+    cols[column] = pa.array([[value]] * rows if column == "tags" else [value] * rows)
+    data = parquet_bytes(pa.table(cols))
+    assert len(data) < 64 << 10
+    sizes: list[int] = []
+    real_conform = dataset_import.conform
+
+    def conform(batch: Any, *args: Any, **kw: Any) -> Any:
+        sizes.append(batch.nbytes)
+        return real_conform(batch, *args, **kw)
+
+    monkeypatch.setattr(dataset_import, "conform", conform)
+    job = run_job(store, group, data, source_name="data.parquet")
+    assert job["status"] == "ACTIVE", job.get("failure_reason")
+    table = read_dataset(store, group)
+    assert table.num_rows == rows and table.column(column)[rows - 1].as_py() in (value, [value])
+    bound = dataset_import.READAHEAD_BLOCKS * block
+    assert sum(sizes) > 200 * bound  # what the rows decode to
+    assert max(sizes) <= bound, (max(sizes), bound)
+
+
+def test_invalid_utf8_in_a_parquet_list_names_rows_not_values(baseline: Baseline) -> None:
+    cols = good_parquet_columns()
+    cols["tags"] = pa.array([[b"a"], [b"\xff", b"c\xfe"], None, [b"d"], [b"e\xfe"], []],  # rows 2 and 5
+                            pa.list_(pa.binary()))
+    job = run_job(baseline.store, baseline.group, parquet_bytes(pa.table(cols)), source_name="data.parquet")
+    baseline.assert_failed(job, "column 'tags' (categorical)", "value b'\\xff' at row 2", "not valid UTF-8",
+                           "first offending rows: 2, 5")
