@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 from pydantic import BaseModel
 
+from sdk.tasks import TaskId, get_task
 from sdk.types import DatasetKind, Role, Schema
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "Featurizer",
     "TrainingHooks",
     "Predictor",
-    "Recommendation",
+    "Query",
+    "Answer",
+    "HistoryEvent",
     "save_artifact",
     "ARTIFACT_FILES",
 ]
@@ -49,7 +52,7 @@ class RecipeSpec:
     """A recipe's identity, its data needs, and its parts."""
 
     id: str
-    task: str  # e.g. "next-item", "user-tags", "item-tags", "tag-set", "session-tags"
+    task: TaskId  # one of sdk.tasks.TASKS (a plain id string is accepted and checked)
     paper: str  # title (venue, year) of the paper the recipe follows
     description: str
     config_cls: type[BaseModel]
@@ -58,6 +61,17 @@ class RecipeSpec:
     predictor_cls: type[Predictor]
     required: Mapping[DatasetKind, tuple[Role, ...]] = field(default_factory=dict)
     optional: Mapping[DatasetKind, tuple[Role, ...]] = field(default_factory=dict)
+    protocols: tuple[str, ...] = ()  # evaluation protocols supported; () = all of the task's
+
+    def __post_init__(self) -> None:
+        task = get_task(self.task)  # ValueError naming the valid tasks
+        object.__setattr__(self, "task", task.id)
+        unknown = [p for p in self.protocols if p not in task.protocols]
+        if unknown:
+            raise ValueError(f"recipe {self.id!r}: protocol(s) {unknown} are not protocols of task "
+                             f"{task.id.value!r} ({', '.join(task.protocols)})")
+        if not self.protocols:
+            object.__setattr__(self, "protocols", task.protocols)
 
 
 class Featurizer(ABC):
@@ -121,14 +135,58 @@ class TrainingHooks(ABC):
         return None
 
 
+# One past event: (item_id or None, epoch seconds, event_type, event_value, tags), oldest first;
+# the trailing fields may be left out (a next-item history is often (item_id, seconds)).
+HistoryEvent = tuple[Any, ...]
+
+
 @dataclass
-class Recommendation:
-    item_id: str
-    score: float
+class Query:
+    """One question to a predictor: a campaign request with the history the task names, or one
+    case of an offline evaluation (the same object, so metrics measure the code that serves).
+
+    Which fields are set depends on the task (`sdk.tasks`): next-item and user-tags read
+    `user_id` + `history`; item-tags also `item_id`; tag-set `text` / `fields` / `item_id` and
+    `chosen`; session-tags `session_id` + `history` (+ `text`, `fields["organisation"]`).
+    """
+
+    history: Sequence[HistoryEvent] = ()
+    user_id: str | None = None
+    session_id: str | None = None
+    item_id: str | None = None
+    text: str | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    candidates: Sequence[str] | None = None  # rank only these ids (items or tags)
+    exclude: Collection[str] = ()  # never answer these ids
+    chosen: Sequence[str] = ()  # tags already chosen (tag-set)
+    num_results: int = 25
+    time: float | None = None  # epoch seconds of the request (None: now)
+
+
+@dataclass
+class Answer:
+    """A predictor's answer to one query: ids (items or tags) best first, with scores.
+
+    `fallback` is True when the model could not use the query's history or item (an unknown
+    user, session or item) and answered with the task's fallback instead; `extra` carries
+    task-specific parts (e.g. session-tags' matching `questions`, as (item_id, score) pairs).
+    """
+
+    ranked: list[tuple[str, float | None]]
+    fallback: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for i, _ in self.ranked]
 
 
 class Predictor(ABC):
-    """A loaded artifact answering requests. Pure torch: no Ray, no store."""
+    """A loaded artifact answering queries. Pure torch: no Ray, no store.
+
+    `predict_batch` is the one entry point: a campaign replica calls it for each batch of
+    requests and the offline evaluation calls it for the test cases.
+    """
 
     artifact_version: ClassVar[int] = 1
 
@@ -136,6 +194,16 @@ class Predictor(ABC):
     @abstractmethod
     def load(cls, directory: Path) -> Predictor:
         """Load an artifact folder written by `save_artifact`."""
+
+    @abstractmethod
+    def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
+        """One answer per query, in order (at most `num_results` ids each, none excluded)."""
+
+    def update_catalog(self, tables: Mapping[DatasetKind, pa.Table],
+                       schemas: Mapping[DatasetKind, Schema]) -> int:
+        """Learn ids added to the catalog since training (e.g. new items from their metadata),
+        from the datasets' current tables; returns how many became answerable. Default: none."""
+        return 0
 
 
 def save_artifact(directory: Path, spec: RecipeSpec, config: BaseModel, featurizer: Featurizer,

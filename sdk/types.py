@@ -134,7 +134,8 @@ _ALLOWED_ROLES: dict[DatasetKind, set[Role]] = {
     DatasetKind.ITEMS: {Role.ITEM_ID, Role.TIMESTAMP, Role.TAGS},
     DatasetKind.USERS: {Role.USER_ID, Role.TAGS},
 }
-# ID roles can never be null: a row without its user or item is unusable.
+# ID roles can never be null: a row without its user or item is unusable. Exception: an
+# interactions ITEM_ID declared nullable next to a TAGS field (a tag click names no item).
 NON_NULL_ROLES = frozenset({Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP})
 
 
@@ -156,7 +157,9 @@ class SchemaField(_Model):
                     f"field {self.name!r}: role {self.role.value} needs type {names}, "
                     f"not {self.type.value}"
                 )
-            if self.role in NON_NULL_ROLES:
+            # An ITEM_ID may be declared nullable (a tag click has no item; see check_kind).
+            explicit = self.role == Role.ITEM_ID and self.nullable and "nullable" in self.model_fields_set
+            if self.role in NON_NULL_ROLES and not explicit:
                 self.nullable = False
         return self
 
@@ -201,6 +204,11 @@ class Schema(_Model):
         if extra:
             names = ", ".join(sorted(r.value for r in extra))
             raise ValueError(f"role {names} is not allowed in a {kind.value} schema")
+        item = self.field_for(Role.ITEM_ID)
+        if item is not None and item.nullable and not (kind == DatasetKind.INTERACTIONS
+                                                       and Role.TAGS in roles):
+            raise ValueError(f"field {item.name!r} (role ITEM_ID) may be nullable only in an interactions "
+                             "schema with a TAGS field, where a row without an item is a tag click")
 
 
 def interactions_schema() -> Schema:
