@@ -5,7 +5,7 @@ and no second deployment in the path (client → Serve proxy → replica). A rep
 
 - copies the solution version's artifact out of the store and loads the recipe's predictor;
 - loads each user's latest interactions from the dataset's current snapshot (the history the
-  model reads at request time) and the training popularity (the unknown-user fallback);
+  model reads at request time); the predictor answers an unknown user with its fallback;
 - authenticates every request by its API key (cached) and answers 404 to any other tenant;
 - validates the body with the contract's models (`sdk.types.RecommendRequest`, `RankRequest`):
   a bad request is a 4xx naming the field, never a 5xx;
@@ -52,8 +52,8 @@ from pydantic import ValidationError
 from ray import serve
 
 from recipes import get_recipe
-from recipes.base import ARTIFACT_FILES
-from sdk.types import RankRequest, RecommendRequest, Role, Schema
+from recipes.base import ARTIFACT_FILES, Query
+from sdk.types import DatasetKind, RankRequest, RecommendRequest, Role, Schema
 from store import Keys, Store, StoreConfig
 from store.snapshots import open_snapshot, read_current
 from store.tenants import resolve_api_key
@@ -202,18 +202,25 @@ class CampaignServer:
             pa.table({f.name: pa.array([], pa.string()) for f in schema.fields})
         self.histories = _Histories(table, schema, keep)
         self.snapshot = manifest.snapshot_id if manifest else None
-        freq = np.asarray(self.predictor.featurizer.item_freq, np.float64)
-        ids = np.array(["", ""] + list(self.predictor.featurizer.item_ids), dtype=object)
-        order = np.argsort(-freq, kind="stable")
-        order = order[freq[order] > 0]
-        self.popular = list(zip(ids[order].tolist(), freq[order].tolist()))
-        self.popularity = dict(self.popular)
+        added = self._update_catalog(keys, group)
         self._keys = _KeyCache(self.store)
         self._prefix = endpoint_path(tenant, group, campaign)
         self._events: Any = None
         self._events_checked = 0.0
-        log.info("campaign %s/%s/%s serving %s (%d users with history)", tenant, group, campaign,
-                 version, len(self.histories.index))
+        log.info("campaign %s/%s/%s serving %s (%d users with history, %d items added since training)",
+                 tenant, group, campaign, version, len(self.histories.index), added)
+
+    def _update_catalog(self, keys: Keys, group: str) -> int:
+        """Let the predictor learn the catalog's new entries (e.g. items added since training)."""
+        tables, schemas = {}, {}
+        for kind in (DatasetKind.ITEMS, DatasetKind.USERS):
+            manifest = read_current(self.store.backend, keys, group, kind.value)
+            if manifest is None:
+                continue
+            schemas[kind] = Schema.model_validate(
+                self.store.registry.read(keys.dataset_record(group, kind.value))["schema"])
+            tables[kind] = open_snapshot(self.store.backend, manifest).to_table()
+        return self.predictor.update_catalog(tables, schemas) if tables else 0
 
     # --- request handling --------------------------------------------------------------------
     async def __call__(self, request: Any) -> Any:
@@ -282,41 +289,23 @@ class CampaignServer:
 
     def _score_batch(self, inputs: list[tuple[str, Any]],
                      recent: dict[str, list[tuple[Any, ...]]]) -> list[dict[str, Any]]:
-        users = [req.user_id for _, req in inputs]
-        histories = [self._history(u, recent) for u in users]
-        out: list[dict[str, Any] | None] = [None] * len(inputs)
-        known = [i for i, h in enumerate(histories) if h]
-        for i, h in enumerate(histories):
-            if not h:
-                out[i] = self._fallback(*inputs[i])
-        if known:
-            now = time.time()
-            times = [float(inputs[i][1].context.get("timestamp", now)) for i in known]
-            answers = self.predictor.recommend_batch(
-                [histories[i] for i in known], user_ids=[users[i] for i in known], request_times=times,
-                num_results=[_want(*inputs[i]) for i in known],
-                exclude=[_exclude(inputs[i], histories[i]) for i in known],
-                candidates=[inputs[i][1].items if inputs[i][0] == "rank" else None for i in known])
-            for i, recs in zip(known, answers):
-                kind, req = inputs[i]
-                items = [{"item_id": r.item_id, "score": r.score} for r in recs]
-                if kind == "rank":  # items the model does not know go last, in the given order
-                    ranked = {r.item_id for r in recs}
-                    items += [{"item_id": it, "score": None} for it in dict.fromkeys(req.items)
-                              if it not in ranked]
-                out[i] = {"items": items, "solution_version": self.version, "fallback": False}
-        return out  # type: ignore[return-value]
-
-    def _fallback(self, kind: str, req: Any) -> dict[str, Any]:
-        """Popularity (training counts) for a user with no history."""
-        if kind == "rank":
-            score = self.popularity
-            given = list(dict.fromkeys(req.items))
-            items = sorted(given, key=lambda it: -score.get(it, -1.0))
-            ranked = [{"item_id": it, "score": score.get(it)} for it in items]
-        else:
-            ranked = [{"item_id": it, "score": s} for it, s in self.popular[:req.num_results]]
-        return {"items": ranked, "solution_version": self.version, "fallback": True}
+        now = time.time()
+        queries = []
+        for kind, req in inputs:
+            history = self._history(req.user_id, recent)
+            queries.append(Query(history=history, user_id=req.user_id,
+                                 time=float(req.context.get("timestamp", now)),
+                                 num_results=_want(kind, req), exclude=_exclude((kind, req), history),
+                                 candidates=list(dict.fromkeys(req.items)) if kind == "rank" else None))
+        out = []
+        for (kind, req), answer in zip(inputs, self.predictor.predict_batch(queries)):
+            items = [{"item_id": i, "score": s} for i, s in answer.ranked]
+            if kind == "rank":  # items the model does not know go last, in the given order
+                ranked = set(answer.ids)
+                items += [{"item_id": it, "score": None} for it in dict.fromkeys(req.items)
+                          if it not in ranked]
+            out.append({"items": items, "solution_version": self.version, "fallback": answer.fallback})
+        return out
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from recipes import get_recipe
-from recipes.base import RecipeSpec
+from recipes.base import Query, RecipeSpec
 from sdk.types import DatasetKind, EvaluationConfig, Role, ScalingConfig, Schema, Status
 from store import Keys, NotFound, Store, StoreConfig, dump_json, now_iso
 from store.snapshots import open_snapshot, read_current
@@ -209,10 +209,12 @@ def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
     else:
         times = _first_held_time(split, users)
     catalog = len(predictor.featurizer.item_ids)
-    ranked_lists = predictor.top_k_batch(histories, evaluation.depth, user_ids=users,
-                                         request_times=times, candidates=split.candidates,
-                                         exclude_seen=not cold)
-    ranked = dict(zip(users, ranked_lists))
+    candidates = None if split.candidates is None else list(split.candidates)
+    queries = [Query(history=h, user_id=u, time=t, candidates=candidates, num_results=evaluation.depth,
+                     exclude=() if cold else {str(e[0]) for e in h})
+               for u, h, t in zip(users, histories, times)]
+    answers = predictor.predict_batch(queries)  # what a campaign replica calls
+    ranked = {u: a.ids for u, a in zip(users, answers)}
     model = ranking_metrics(ranked, split.test_targets, DEFAULT_KS, catalog_size=catalog)
     if cold:
         return compare(model, uniform_random_metrics(split, DEFAULT_KS), baseline="random")

@@ -17,20 +17,19 @@ import json
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
-from recipes.base import ARTIFACT_FILES, Predictor, Recommendation
+from recipes.base import ARTIFACT_FILES, Answer, HistoryEvent, Predictor, Query
+from sdk.types import DatasetKind, Schema
 
 from .configuration import HrnnMetaConfig
 from .featurizer import OOV, PAD, HrnnMetaFeaturizer, time_bucket
 from .modeling import HrnnMetaModel
 
 __all__ = ["HrnnMetaPredictor", "HistoryEvent"]
-
-HistoryEvent = tuple[Any, ...]  # (item_id, timestamp_seconds[, event_type[, event_value]])
 
 
 class HrnnMetaPredictor(Predictor):
@@ -43,6 +42,7 @@ class HrnnMetaPredictor(Predictor):
         self.model = model.eval()
         self.max_history = config.burn_in + config.bptt
         self._item_ids = np.array(["", ""] + featurizer.item_ids, dtype=object)
+        self._added: dict[str, int] = {}  # items added by update_catalog -> their score column
         self._refresh()
 
     @classmethod
@@ -62,7 +62,10 @@ class HrnnMetaPredictor(Predictor):
 
     @torch.no_grad()
     def _refresh(self) -> None:
-        """Cache the decoder of the whole catalog (inference λ: warm_lambda, or 1 if unseen)."""
+        """Cache the decoder of the whole catalog (inference λ: warm_lambda, or 1 if unseen).
+        Items added by `update_catalog` are dropped: add them again after a refresh."""
+        self._item_ids = self._item_ids[:self.featurizer.num_items]
+        self._added = {}
         weight, bias = self.model.decoder(None, None)
         bias = bias.clone()
         bias[[PAD, OOV]] = float("-inf")  # never recommended
@@ -137,8 +140,8 @@ class HrnnMetaPredictor(Predictor):
     def score_histories(self, histories: Sequence[Sequence[HistoryEvent]], *,
                         user_ids: Sequence[str | None] | None = None,
                         request_times: Sequence[float] | None = None) -> torch.Tensor:
-        """(B, num_items) scores φ̃ of every catalog item (column i is item index i; padding and
-        OOV columns are -inf). request_times default to now."""
+        """(B, M) scores φ̃ of every catalog item (column i is item index i; padding and OOV
+        columns are -inf), then of the items `update_catalog` added. request_times default to now."""
         states = self.user_states(histories, user_ids=user_ids, request_times=request_times)
         return states @ self._weight.T + self._bias  # (B, M)
 
@@ -166,119 +169,88 @@ class HrnnMetaPredictor(Predictor):
         """Catalog column of each item id (OOV = 1 for unknown ids)."""
         return np.array([self.featurizer.item_index(i) for i in item_ids], np.int64)
 
-    def top_k_batch(self, histories: Sequence[Sequence[HistoryEvent]], k: int, *,
-                    exclude_seen: bool = True, user_ids: Sequence[str | None] | None = None,
-                    request_times: Sequence[float] | None = None,
-                    candidates: Collection[str] | None = None,
-                    batch_size: int = 256) -> list[list[str]]:
-        """The k best item ids for each history (offline evaluation; batched, no per-item loop).
+    # --- the one entry point ---------------------------------------------------------------
+    @torch.no_grad()
+    def predict_batch(self, queries: Sequence[Query], *, batch_size: int = 256) -> list[Answer]:
+        """Next items for each query, with one GRU pass per `batch_size` queries.
 
-        Args:
-            histories: One event sequence per request.
-            k: Number of items per answer (fewer if fewer candidates remain).
-            exclude_seen: Drop items of the history itself.
-            user_ids: Optional user id per history (for user features).
-            request_times: Epoch seconds of each request (default: now); for a temporal
-                hold-out pass the time of the first held-out event.
-            candidates: Rank only these item ids (e.g. cold-start items).
-            batch_size: Histories per GRU pass (lowered so a score block stays under ~256 MB).
+        Per query: its history (re-read at request time, §2.1), `user_id` (user features),
+        `time` (the gap to it is the last event's time-delta control, §2.2; default now),
+        `candidates` (rank only these: catalog items, or new ones added by `update_catalog`,
+        scored from metadata with λ = 1, §2.3), `exclude` and `num_results`. A query without
+        history gets the training popularity instead (`fallback`).
         """
-        batch_size = max(1, min(batch_size, (1 << 26) // self.featurizer.num_items))
-        allowed = None
-        if candidates is not None:
-            allowed = torch.zeros(self.featurizer.num_items, dtype=torch.bool)
-            allowed[torch.from_numpy(self.item_index(list(candidates)))] = True
-            allowed[[PAD, OOV]] = False
-        out: list[list[str]] = []
-        for lo in range(0, len(histories), batch_size):
-            chunk = histories[lo:lo + batch_size]
-            scores = self.score_histories(
-                chunk, user_ids=None if user_ids is None else user_ids[lo:lo + batch_size],
-                request_times=None if request_times is None else request_times[lo:lo + batch_size])
-            if allowed is not None:
-                scores = scores.masked_fill(~allowed, float("-inf"))
-            if exclude_seen:
-                for b, history in enumerate(chunk):
-                    seen = torch.from_numpy(self.item_index([str(e[0]) for e in history]))
-                    scores[b, seen] = float("-inf")
-            top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
-            for values, index in zip(top.values, top.indices):
-                keep = torch.isfinite(values)
-                out.append(self._item_ids[index[keep].numpy()].tolist())
+        batch_size = max(1, min(batch_size, (1 << 26) // max(1, self._weight.shape[0])))
+        out: list[Answer] = [Answer([])] * len(queries)
+        known = [i for i, q in enumerate(queries) if q.history]
+        for i, q in enumerate(queries):
+            if not q.history:
+                out[i] = self._popular(q)
+        now = time.time()
+        for lo in range(0, len(known), batch_size):
+            chunk = [queries[i] for i in known[lo:lo + batch_size]]
+            scores = self.score_histories([q.history for q in chunk], user_ids=[q.user_id for q in chunk],
+                                          request_times=[now if q.time is None else q.time for q in chunk])
+            for b, q in enumerate(chunk):
+                out[known[lo + b]] = Answer(self._top(scores[b], q))
         return out
 
+    def _top(self, row: torch.Tensor, q: Query) -> list[tuple[str, float | None]]:
+        """The query's best ids from one score row over the catalog (+ added items)."""
+        if q.candidates is not None:
+            allowed = self._positions(q.candidates)
+            keep = torch.full_like(row, float("-inf"))
+            keep[allowed] = row[allowed]
+            row = keep
+        if q.exclude:
+            row = row.clone() if q.candidates is None else row
+            row[self._positions(q.exclude)] = float("-inf")
+        top = torch.topk(row, min(int(q.num_results), row.numel()))
+        return [(str(self._item_ids[j]), float(v)) for v, j in zip(top.values.tolist(), top.indices.tolist())
+                if np.isfinite(v)]
+
+    def _popular(self, q: Query) -> Answer:
+        """Training popularity (ties by catalog order), for a query the GRU has nothing to read in."""
+        freq = np.zeros(len(self._item_ids))
+        freq[:self.featurizer.num_items] = self.featurizer.item_freq
+        order = np.argsort(-freq, kind="stable")
+        allowed = np.zeros(len(freq), bool)
+        if q.candidates is None:
+            allowed[OOV + 1:] = True
+        else:
+            allowed[self._positions(q.candidates).numpy()] = True
+        if q.exclude:
+            allowed[self._positions(q.exclude).numpy()] = False
+        best = order[allowed[order]][:int(q.num_results)]
+        return Answer([(str(self._item_ids[j]), float(freq[j])) for j in best], fallback=True)
+
+    def _positions(self, item_ids: Collection[str]) -> torch.Tensor:
+        """Score columns of known ids (catalog or added); unknown ids are left out."""
+        found = [self._added.get(i, self.featurizer.item_index(i)) for i in item_ids]
+        return torch.tensor([p for p in found if p > OOV], dtype=torch.long)
+
     @torch.no_grad()
-    def recommend_batch(self, histories: Sequence[Sequence[HistoryEvent]], *,
-                        user_ids: Sequence[str | None], request_times: Sequence[float],
-                        num_results: Sequence[int], exclude: Sequence[Collection[str]],
-                        candidates: Sequence[Collection[str] | None]) -> list[list[Recommendation]]:
-        """`recommend` for several requests with one GRU pass (what a serving replica batches).
-
-        Per request: its history, user id, time, list length, items to leave out, and the items
-        to rank (None: the whole catalog). Unknown candidate ids are left out of the answer.
-        """
-        scores = self.score_histories(histories, user_ids=user_ids, request_times=request_times)
-        out: list[list[Recommendation]] = []
-        for b in range(len(histories)):
-            row = scores[b]
-            if candidates[b] is not None:
-                allowed = torch.from_numpy(self.item_index(list(candidates[b])))
-                allowed = allowed[allowed > OOV]
-                keep = torch.full_like(row, float("-inf"))
-                keep[allowed] = row[allowed]
-                row = keep
-            if exclude[b]:
-                row = row.clone() if candidates[b] is None else row
-                row[torch.from_numpy(self.item_index(list(exclude[b])))] = float("-inf")
-            top = torch.topk(row, min(int(num_results[b]), row.numel()))
-            out.append([Recommendation(item_id=str(self._item_ids[j]), score=float(s))
-                        for s, j in zip(top.values.tolist(), top.indices.tolist()) if np.isfinite(s)])
-        return out
-
-    @torch.no_grad()
-    def recommend(self, history: Sequence[HistoryEvent], *, user_id: str | None = None,
-                  num_results: int = 25, exclude: Collection[str] = frozenset(),
-                  cold_start_items: Mapping[str, Mapping[str, Any]] | None = None,
-                  timestamp: float | None = None,
-                  candidates: Collection[str] | None = None) -> list[Recommendation]:
-        """Rank items for one request by re-running the GRU over its history.
-
-        Args:
-            history: The user's events so far (any order; sorted by timestamp here).
-            user_id: For user features; unknown ids get none.
-            num_results: Length of the answer.
-            exclude: Item ids never to return.
-            cold_start_items: New items not in the catalog, {item_id: {items-table column: value}},
-                scored from their metadata only (λ = 1) and ranked with the catalog.
-            timestamp: Request time in epoch seconds (default: now).
-            candidates: Rank only these item ids (catalog or cold-start ones).
-        """
-        state = self.user_states([history], user_ids=[user_id],
-                                 request_times=[time.time() if timestamp is None else timestamp])
-        scores = (state @ self._weight.T + self._bias)[0]  # (M,)
-        ids = self._item_ids
-        if cold_start_items:
-            new = {i: m for i, m in cold_start_items.items()
-                   if self.featurizer.item_index(i) == OOV}
-            new_ids, offsets, values = self.featurizer.encode_item_metadata(new)
-            if new_ids:
-                weight, bias = self.model.metadata_decoder(torch.from_numpy(offsets),
-                                                           torch.from_numpy(values))
-                scores = torch.cat([scores, state[0] @ weight.T + bias])  # (M + new,)
-                ids = np.concatenate([ids, np.array(new_ids, dtype=object)])
-        new_position = {item: len(self._item_ids) + j for j, item in enumerate(ids[len(self._item_ids):])}
-
-        def positions(items: Collection[str]) -> torch.Tensor:
-            found = [new_position.get(i, self.featurizer.item_index(i)) for i in items]
-            return torch.tensor([p for p in found if p != OOV], dtype=torch.long)
-
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        if candidates is not None:
-            mask[:] = True
-            mask[positions(candidates)] = False
-        if exclude:
-            mask[positions(exclude)] = True
-        scores = scores.masked_fill(mask, float("-inf"))
-        top = torch.topk(scores, min(num_results, scores.numel()))
-        return [Recommendation(item_id=str(ids[j]), score=float(s))
-                for s, j in zip(top.values.tolist(), top.indices.tolist()) if np.isfinite(s)]
+    def update_catalog(self, tables: Mapping[DatasetKind, pa.Table],
+                       schemas: Mapping[DatasetKind, Schema]) -> int:
+        """Add items of the items table that training never saw, scored from their metadata only
+        (λ = 1, §2.3, the paper's cold start), so a campaign can recommend and rank them."""
+        items = tables.get(DatasetKind.ITEMS)
+        spec = self.featurizer.state["items"]
+        if items is None or spec is None or spec["id"] not in items.column_names:
+            return 0
+        ids = items.column(spec["id"]).cast(pa.string()).to_pylist()
+        rows = [r for r, i in enumerate(ids) if i is not None and self.featurizer.item_index(i) == OOV
+                and i not in self._added]
+        if not rows:
+            return 0
+        cols = [name for name, _ in spec["fields"] if name in items.column_names]
+        taken = items.take(pa.array(rows)).select(cols).to_pylist()
+        new = {ids[r]: row for r, row in zip(rows, taken)}
+        new_ids, offsets, values = self.featurizer.encode_item_metadata(new)
+        weight, bias = self.model.metadata_decoder(torch.from_numpy(offsets), torch.from_numpy(values))
+        start = self._weight.shape[0]
+        self._weight = torch.cat([self._weight, weight])
+        self._bias = torch.cat([self._bias, bias])
+        self._item_ids = np.concatenate([self._item_ids, np.array(new_ids, dtype=object)])
+        self._added.update({item: start + j for j, item in enumerate(new_ids)})
+        return len(new_ids)

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pytest
 
 from recipes import get_recipe
+from recipes.base import Query
 from sdk.synthetic import generate
 from store import Store, StoreConfig
 from training_jobs.train import ScalingSpec, train_recipe
@@ -78,5 +79,5 @@ def test_worker_killed_mid_training_resumes_from_last_epoch(ray_local, s3_store_
     rows = data.interactions.filter(pc.equal(data.interactions.column("user_id"), user))
     history = [(r["item_id"], r["timestamp"].timestamp(), r["event_type"], r["event_value"])
                for r in rows.to_pylist()]
-    recs = predictor.recommend(history, user_id=user, num_results=10)
-    assert len(recs) == 10 and len({r.item_id for r in recs}) == 10
+    recs = predictor.predict_batch([Query(history=history, user_id=user, num_results=10)])[0]
+    assert len(recs.ids) == 10 and len(set(recs.ids)) == 10

@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from recipes import get_recipe
+from recipes.base import Query
 from sdk import Client, ResourceFailedError, Status
 from store import Keys, Store, StoreConfig
 from tests.conftest import INTERACTIONS_SCHEMA, Platform, import_synthetic, unique
@@ -65,8 +66,8 @@ def test_version_trains_evaluates_and_leaves_a_portable_model(ray_platform: Plat
     pafs.copy_files(f"{uri.netloc}{uri.path}", str(tmp_path / "model"), source_filesystem=fs,
                     destination_filesystem=pafs.LocalFileSystem())
     predictor = get_recipe("hrnn-meta").predictor_cls.load(tmp_path / "model")
-    recs = predictor.recommend([("i1", 1_700_000_000.0)], num_results=5)
-    assert len(recs) == 5
+    recs = predictor.predict_batch([Query(history=[("i1", 1_700_000_000.0)], num_results=5)])[0]
+    assert len(recs.ids) == 5 and not recs.fallback
     metrics_key = f"{uri.path.lstrip('/').rsplit('/model', 1)[0]}/metrics.json"
     with fs.open_input_stream(f"{uri.netloc}/{metrics_key}") as f:
         stored = json.loads(f.read())

@@ -16,7 +16,7 @@ import torch
 from pydantic import ValidationError
 
 from recipes import get_recipe
-from recipes.base import ARTIFACT_FILES, save_artifact
+from recipes.base import ARTIFACT_FILES, Query, save_artifact
 from recipes.hrnn_meta import (
     RECIPE,
     HrnnMetaConfig,
@@ -401,11 +401,14 @@ def test_save_artifact_then_load_gives_identical_scores(data: SyntheticData,
     b = after.score_histories(histories, user_ids=users, request_times=times)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert a.shape == (3, fitted.num_items) and torch.isinf(a[:, :2]).all()
-    one = after.recommend(histories[0], user_id=users[0], num_results=5, timestamp=times[0])
-    assert [r.item_id for r in one] == after.top_k_batch(histories[:1], 5, exclude_seen=False,
-                                                         user_ids=users[:1],
-                                                         request_times=times[:1])[0]
-    assert [r.score for r in one] == sorted((r.score for r in one), reverse=True)
+    queries = [Query(history=h, user_id=u, time=t, num_results=5) for h, u, t in zip(histories, users, times)]
+    one, again = after.predict_batch(queries[:1])[0], before.predict_batch(queries)[0]
+    # Alone or in a batch, loaded or in memory: the same answer (scores up to float rounding).
+    assert one.ids == again.ids and len(one.ids) == 5 and not one.fallback
+    assert [s for _, s in one.ranked] == pytest.approx([s for _, s in again.ranked], abs=1e-5)
+    assert one.ids == [fitted.item_ids[j - 2] for j in torch.topk(a[0], 5).indices.tolist()]
+    scores = [s for _, s in one.ranked]
+    assert scores == sorted(scores, reverse=True)
 
 
 def test_recommend_is_real_time_and_honours_exclusions(data: SyntheticData,
@@ -419,13 +422,18 @@ def test_recommend_is_real_time_and_honours_exclusions(data: SyntheticData,
     assert not torch.equal(base, predictor.score_histories([longer], request_times=[now + 60]))
     later = predictor.score_histories([history], request_times=[now + 30 * 86_400])
     assert not torch.equal(base, later)  # the time-delta control input matters
-    recs = predictor.recommend(history, num_results=10, exclude={"i0001", "i0002"}, timestamp=now)
-    assert len(recs) == 10 and not {"i0001", "i0002"} & {r.item_id for r in recs}
-    only = predictor.recommend(history, candidates={"i0003", "i0005"}, timestamp=now)
-    assert {r.item_id for r in only} == {"i0003", "i0005"}
-    seen = {e[0] for e in history}
-    top = predictor.top_k_batch([history, []], 10, request_times=[now, now])
-    assert not seen & set(top[0]) and len(top[1]) == 10  # an empty history still gets an answer
+    recs, only, top, empty = predictor.predict_batch([
+        Query(history=history, num_results=10, exclude={"i0001", "i0002"}, time=now),
+        Query(history=history, candidates=["i0003", "i0005", "not-an-item"], time=now),
+        Query(history=history, num_results=10, exclude={e[0] for e in history}, time=now),
+        Query(history=[], num_results=10, time=now)])
+    assert len(recs.ids) == 10 and not {"i0001", "i0002"} & set(recs.ids)
+    assert set(only.ids) == {"i0003", "i0005"}  # unknown candidates are left out
+    assert not {e[0] for e in history} & set(top.ids)
+    # An empty history gets the training popularity, flagged.
+    assert empty.fallback and not top.fallback and len(empty.ids) == 10
+    order = np.argsort(-fitted.item_freq[2:], kind="stable")[:10]
+    assert empty.ids == [fitted.item_ids[i] for i in order]
 
 
 # --- cold start (§2.3) --------------------------------------------------------------------------
@@ -451,15 +459,20 @@ def test_cold_start_items_are_scored_from_metadata_only(data: SyntheticData) -> 
     again = changed.score_histories([history], request_times=[now])[0]
     torch.testing.assert_close(again[cold_idx], scores[cold_idx])
     assert float(again[warm] - scores[warm]) == pytest.approx(100.0 * (1 - SMALL.warm_lambda))
-    # ... and a new item with the same metadata (given at request time) gets the same score.
+    # ... and an item added to the catalog after training, with the same metadata, gets the same
+    # score (a campaign adds the items dataset's new items at load: `update_catalog`).
     row = data.items.filter(pa.array([i == "i0010" for i in data.items.column("item_id")
-                                      .to_pylist()])).to_pylist()[0]
-    new = {"brand-new": {"genres": row["genres"], "price": row["price"]}}
-    recs = predictor.recommend(history, timestamp=now, cold_start_items=new,
-                               candidates={"brand-new", "i0010"})
-    by_id = {r.item_id: r.score for r in recs}
+                                      .to_pylist()]))
+    added = row.set_column(row.schema.get_field_index("item_id"), "item_id", pa.array(["brand-new"]))
+    items = pa.concat_tables([data.items, added])
+    assert predictor.update_catalog({DatasetKind.ITEMS: items}, data.schemas) == 1
+    assert predictor.update_catalog({DatasetKind.ITEMS: items}, data.schemas) == 0  # idempotent
+    recs = predictor.predict_batch([Query(history=history, time=now, candidates=["brand-new", "i0010"])])[0]
+    by_id = dict(recs.ranked)
     assert by_id["brand-new"] == pytest.approx(by_id["i0010"], abs=1e-5)
     assert by_id["i0010"] == pytest.approx(float(scores[cold_idx[0]]), abs=1e-5)
+    everything = predictor.predict_batch([Query(history=history, time=now, num_results=10_000)])[0]
+    assert "brand-new" in everything.ids  # recommendable too, not only rankable
 
 
 # --- quality ------------------------------------------------------------------------------------
@@ -481,9 +494,9 @@ def test_beats_popularity_on_planted_successors() -> None:
     for r in train.to_pylist():
         histories.setdefault(r["user_id"], []).append(
             (r["item_id"], r["timestamp"].timestamp(), r["event_type"], r["event_value"]))
-    top = predictor.top_k_batch([histories[r["user_id"]] for r in test], 10, exclude_seen=False,
-                                user_ids=[r["user_id"] for r in test],
-                                request_times=[r["timestamp"].timestamp() for r in test])
+    top = [a.ids for a in predictor.predict_batch([
+        Query(history=histories[r["user_id"]], user_id=r["user_id"], time=r["timestamp"].timestamp(),
+              num_results=10) for r in test])]
     model_hits = np.mean([r["item_id"] in t for r, t in zip(test, top)])
     order = np.argsort(-featurizer.item_freq[2:], kind="stable")[:10]
     popular = {featurizer.item_ids[i] for i in order}
