@@ -1,0 +1,112 @@
+"""The API contract: request and resource models shared by the SDK and the control plane.
+
+The server validates every request with these same classes, so an error raised here on the
+client is the error the server would give. Nouns follow Amazon Personalize. Models of answers
+(resources, runtime responses) ignore fields they do not know, so a server that adds a field
+never breaks a deployed client; models of requests forbid unknown fields.
+
+Modules: :mod:`.common` (names, statuses, errors, pages), :mod:`.datasets`, :mod:`.training`
+(solutions, versions, recipes), :mod:`.campaigns`, :mod:`.runtime` (campaign requests and
+answers per task, events).
+"""
+
+from __future__ import annotations
+
+from .campaigns import (  # noqa: F401 - re-exported
+    Campaign,
+    CampaignCreate,
+    CampaignUpdate,
+)
+from .common import (  # noqa: F401 - re-exported
+    FIELD_NAME_PATTERN,
+    NAME_PATTERN,
+    TERMINAL_STATUSES,
+    ErrorBody,
+    FieldName,
+    Page,
+    ResourceName,
+    Status,
+)
+from .datasets import (  # noqa: F401 - re-exported
+    NON_NULL_ROLES,
+    Dataset,
+    DatasetCreate,
+    DatasetGroup,
+    DatasetGroupCreate,
+    DatasetImportJob,
+    DatasetImportJobCreate,
+    DatasetKind,
+    FieldType,
+    ImportMode,
+    ImportProgress,
+    ImportSource,
+    Role,
+    Schema,
+    SchemaField,
+    interactions_schema,
+)
+from .runtime import (  # noqa: F401 - re-exported
+    ContextValue,
+    Event,
+    ItemId,
+    PutEventsRequest,
+    PutEventsResponse,
+    RankRequest,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+)
+from .training import (  # noqa: F401 - re-exported
+    EvaluationConfig,
+    RecipeInfo,
+    ScalingConfig,
+    Solution,
+    SolutionCreate,
+    SolutionVersion,
+    SolutionVersionCreate,
+    TrainingProgress,
+)
+
+__all__ = [
+    "NAME_PATTERN",
+    "FIELD_NAME_PATTERN",
+    "ResourceName",
+    "FieldName",
+    "Status",
+    "FieldType",
+    "Role",
+    "DatasetKind",
+    "ImportMode",
+    "SchemaField",
+    "Schema",
+    "DatasetGroup",
+    "DatasetGroupCreate",
+    "Dataset",
+    "DatasetCreate",
+    "ImportSource",
+    "ImportProgress",
+    "DatasetImportJob",
+    "DatasetImportJobCreate",
+    "ErrorBody",
+    "Page",
+    "TERMINAL_STATUSES",
+    "interactions_schema",
+    "ScalingConfig",
+    "EvaluationConfig",
+    "SolutionCreate",
+    "Solution",
+    "SolutionVersionCreate",
+    "TrainingProgress",
+    "SolutionVersion",
+    "RecipeInfo",
+    "CampaignCreate",
+    "CampaignUpdate",
+    "Campaign",
+    "RecommendRequest",
+    "RankRequest",
+    "RecommendedItem",
+    "RecommendResponse",
+    "Event",
+    "PutEventsRequest",
+    "PutEventsResponse",
+]
