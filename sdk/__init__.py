@@ -53,9 +53,11 @@ from sdk.types import (
     ScalingConfig,
     Schema,
     SchemaField,
+    SessionEvent,
     Solution,
     SolutionVersion,
     Status,
+    TagsResponse,
 )
 
 __all__ = [
@@ -83,6 +85,8 @@ __all__ = [
     "Event",
     "PutEventsResponse",
     "RecommendResponse",
+    "TagsResponse",
+    "SessionEvent",
     "RecipeInfo",
     "ScalingConfig",
     "Solution",

@@ -31,8 +31,10 @@ from sdk.types import (
     DatasetKind,
     EvaluationConfig,
     Event,
+    GenerateTagsRequest,
     ImportMode,
     ImportSource,
+    NextTagsRequest,
     PutEventsRequest,
     PutEventsResponse,
     RankRequest,
@@ -42,11 +44,14 @@ from sdk.types import (
     ResourceName,
     ScalingConfig,
     Schema,
+    SessionEvent,
     Solution,
     SolutionCreate,
     SolutionVersion,
     SolutionVersionCreate,
     Status,
+    TagsRequest,
+    TagsResponse,
 )
 
 if TYPE_CHECKING:
@@ -604,6 +609,40 @@ class Campaigns(_Collection):
         resp = self._client.request("POST", f"{self._endpoint(dataset_group, name)}/rank",
                                     json=body.model_dump(mode="json"))
         return RecommendResponse.model_validate(resp.json())
+
+
+    def recommend_tags(self, dataset_group: str, name: str, *, user_id: str, item_id: str | None = None,
+                       tags: builtins.list[str] | None = None, num_results: int = 10,
+                       exclude_seen: bool = False, context: dict[str, Any] | None = None) -> TagsResponse:
+        """A user's tag profile (a user-tags campaign), or, with `item_id`, the item's tags ranked
+        for this user (an item-tags campaign); `tags` ranks only those."""
+        body = TagsRequest(user_id=user_id, item_id=item_id, tags=tags, num_results=num_results,
+                           exclude_seen=exclude_seen, context=context or {})
+        return self._ask(dataset_group, name, "recommend-tags", body)
+
+    def generate_tags(self, dataset_group: str, name: str, *, text: str | None = None,
+                      fields: dict[str, str] | None = None, item_id: str | None = None,
+                      chosen: builtins.list[str] | None = None, num_results: int = 5) -> TagsResponse:
+        """The tag set of a text (a tag-set campaign): from `text`, named `fields` (e.g. title,
+        content) or a stored item's text (`item_id`); `chosen` tags are kept out and built on."""
+        body = GenerateTagsRequest(text=text, fields=fields or {}, item_id=item_id, chosen=chosen or [],
+                                   num_results=num_results)
+        return self._ask(dataset_group, name, "generate-tags", body)
+
+    def next_tags(self, dataset_group: str, name: str, *, session_id: str, organisation: str | None = None,
+                  text: str | None = None, events: builtins.list[SessionEvent | dict[str, Any]] | None = None,
+                  num_results: int = 5, num_questions: int = 3) -> TagsResponse:
+        """The next tags to offer in a support session (a session-tags campaign), with the questions
+        they lead to; `events` are clicks not yet sent with ``client.events.put``."""
+        body = NextTagsRequest(session_id=session_id, organisation=organisation, text=text,
+                               events=[SessionEvent.model_validate(e) for e in events or ()],
+                               num_results=num_results, num_questions=num_questions)
+        return self._ask(dataset_group, name, "next-tags", body)
+
+    def _ask(self, dataset_group: str, name: str, verb: str, body: Any) -> TagsResponse:
+        resp = self._client.request("POST", f"{self._endpoint(dataset_group, name)}/{verb}",
+                                    json=body.model_dump(mode="json", exclude_none=True))
+        return TagsResponse.model_validate(resp.json())
 
 
 class _Settled:

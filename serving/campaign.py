@@ -20,9 +20,16 @@ Endpoint answers (no oracle: nothing tells a caller without a valid key whether 
   campaign, and any path the catch-all app (`NotFoundApp`, at "/") receives. `healthz` too: it
   is a 401 without the key, and shows the version only to the campaign's tenant;
 - with another tenant's key: the 404 of a campaign that does not exist (`NOT_FOUND`);
-- with the campaign's tenant's key: exactly `POST <prefix>/recommend`, `POST <prefix>/rank` and
-  `GET <prefix>/healthz` are served, matched on the raw request path (a query string is fine);
+- with the campaign's tenant's key: exactly `POST <prefix>/<verb>` for the verbs of the
+  campaign's task (`sdk.tasks`: recommend and rank for next-item, recommend-tags, generate-tags,
+  next-tags) and `GET <prefix>/healthz` are served, matched on the raw request path (a query
+  string is fine); another task's verb is a 400 `wrong_task` naming the tasks that answer it;
   anything else (`%2e%2e`, `//`, a trailing slash or segment) is a 404.
+
+The replica has no per-recipe branch: it gathers the history the task names (the user's or the
+session's events from the snapshot, merged with real-time events), turns the request into the
+predictor's `Query`, calls `predict_batch` (the entry point offline evaluation calls too), and
+returns the verb's response model.
 
 Key lookups are cached per replica (`_AUTH_CACHE_S`, unknown keys too) and a miss reads the store
 on a worker thread, never on the replica's event loop; concurrent misses of one key share one read.
@@ -52,9 +59,10 @@ from pydantic import ValidationError
 from ray import serve
 
 from recipes import get_recipe
-from recipes.base import ARTIFACT_FILES, Query
-from sdk.types import DatasetKind, RankRequest, RecommendRequest, Role, Schema
-from store import Keys, Store, StoreConfig
+from recipes.base import ARTIFACT_FILES, Answer, Query
+from sdk.tasks import HistoryKey, get_task, task_serving
+from sdk.types import VERB_REQUESTS, DatasetKind, Role, Schema
+from store import Keys, NotFound, Store, StoreConfig
 from store.snapshots import open_snapshot, read_current
 from store.tenants import resolve_api_key
 
@@ -71,7 +79,9 @@ NOT_FOUND = json.dumps({"error": {"type": "not_found", "message": "campaign not 
 UNAUTHENTICATED = json.dumps({"error": {"type": "unauthenticated", "field": None, "message":
                                         "missing or invalid API key: send 'Authorization: Bearer <api key>'"}}
                              ).encode()
-_ROUTES = {"recommend": "POST", "rank": "POST", "healthz": "GET"}
+# Every runtime verb of every task is a POST route; a campaign answers its task's verbs and
+# refuses the others with a 400 naming the tasks that serve them.
+_ROUTES = {**{verb: "POST" for verb in VERB_REQUESTS}, "healthz": "GET"}
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -135,23 +145,31 @@ def _route(scope: dict[str, Any], prefix: str) -> str | None:
 
 
 class _Histories:
-    """Each user's latest events from an interactions snapshot, in flat arrays (no per-user
-    Python objects): (item, seconds, event_type, event_value), oldest first."""
+    """Each key's (user's or session's) latest events from an interactions snapshot, in flat
+    arrays (no per-key Python objects): (item, seconds, event_type, event_value, tags), oldest
+    first."""
 
-    def __init__(self, table: pa.Table, schema: Schema, keep: int) -> None:
+    def __init__(self, table: pa.Table, schema: Schema, keep: int, key_role: Role) -> None:
         col = {r: (f.name if (f := schema.field_for(r)) else None)
-               for r in (Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE)}
+               for r in (key_role, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE,
+                         Role.TAGS)}
+        if col[key_role] is None:  # the dataset cannot key histories this way
+            table = table.slice(0, 0)
         n = table.num_rows
-        users = table.column(col[Role.USER_ID]).combine_chunks() if n else pa.array([], pa.string())
+        keys = table.column(col[key_role]).combine_chunks() if n else pa.array([], pa.string())
+        if n and keys.null_count:  # rows without the key (e.g. no session) belong to no history
+            table = table.filter(pc.is_valid(keys))
+            keys = table.column(col[key_role]).combine_chunks()
+            n = table.num_rows
         secs = (table.column(col[Role.TIMESTAMP]).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
                 .to_numpy() / 1000.0) if n else np.zeros(0)
-        codes = pc.dictionary_encode(users) if n else None
+        codes = pc.dictionary_encode(keys) if n else None
         ucode = codes.indices.to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
         order = np.lexsort((secs, ucode))
         su = ucode[order]
         counts = np.bincount(su, minlength=len(codes.dictionary) if n else 0)
         ends = np.cumsum(counts)
-        starts = np.maximum(ends - keep, ends - counts)  # the last `keep` of each user
+        starts = np.maximum(ends - keep, ends - counts)  # the last `keep` of each key
         pos = np.arange(n) - np.repeat(ends - counts, counts)
         keep_mask = pos >= np.repeat(starts - (ends - counts), counts)
         rows = order[keep_mask]
@@ -159,21 +177,27 @@ class _Histories:
         offsets = np.concatenate(([0], np.cumsum(kept)))
         self.index = {u: i for i, u in enumerate(codes.dictionary.to_pylist())} if n else {}
         self.offsets = offsets
-        take = pa.array(rows)
-        self.items = table.column(col[Role.ITEM_ID]).take(take).to_numpy(zero_copy_only=False)
-        self.secs = secs[rows]
-        self.types = (table.column(col[Role.EVENT_TYPE]).take(take).to_numpy(zero_copy_only=False)
-                      if col[Role.EVENT_TYPE] else np.full(len(rows), None, object))
-        self.values = (table.column(col[Role.EVENT_VALUE]).take(take).to_numpy(zero_copy_only=False)
-                       if col[Role.EVENT_VALUE] else np.full(len(rows), None, object))
+        take = pa.array(rows, pa.int64())
 
-    def get(self, user: str) -> list[tuple[Any, ...]]:
-        i = self.index.get(user)
+        def column(role: Role) -> np.ndarray:
+            if not col[role] or not n:
+                return np.full(len(rows), None, object)
+            return np.asarray(table.column(col[role]).take(take).to_pylist(), dtype=object)
+
+        self.items = column(Role.ITEM_ID)
+        self.secs = secs[rows]
+        self.types = column(Role.EVENT_TYPE)
+        self.values = column(Role.EVENT_VALUE)
+        self.tags = column(Role.TAGS)
+
+    def get(self, key: str) -> list[tuple[Any, ...]]:
+        i = self.index.get(key)
         if i is None:
             return []
         lo, hi = self.offsets[i], self.offsets[i + 1]
+        tags = [None if t is None else tuple(t) for t in self.tags[lo:hi].tolist()]
         return list(zip(self.items[lo:hi].tolist(), self.secs[lo:hi].tolist(),
-                        self.types[lo:hi].tolist(), self.values[lo:hi].tolist()))
+                        self.types[lo:hi].tolist(), self.values[lo:hi].tolist(), tags))
 
 
 class CampaignServer:
@@ -193,22 +217,34 @@ class CampaignServer:
                         source_filesystem=self.store.backend.filesystem,
                         destination_filesystem=pafs.LocalFileSystem())
         meta = json.loads((self._dir / "model" / ARTIFACT_FILES["recipe"]).read_text())
-        self.predictor = get_recipe(meta["recipe"]).predictor_cls.load(self._dir / "model")
+        spec = get_recipe(meta["recipe"])
+        self.task = get_task(spec.task)
+        self.predictor = spec.predictor_cls.load(self._dir / "model")
         keep = getattr(self.predictor, "max_history", 64)
-        manifest = read_current(self.store.backend, keys, group, "interactions")
-        schema = Schema.model_validate(self.store.registry.read(
-            keys.dataset_record(group, "interactions"))["schema"])
-        table = open_snapshot(self.store.backend, manifest).to_table() if manifest else \
-            pa.table({f.name: pa.array([], pa.string()) for f in schema.fields})
-        self.histories = _Histories(table, schema, keep)
-        self.snapshot = manifest.snapshot_id if manifest else None
+        self.histories, self.snapshot = self._load_histories(keys, group, keep)
         added = self._update_catalog(keys, group)
         self._keys = _KeyCache(self.store)
         self._prefix = endpoint_path(tenant, group, campaign)
         self._events: Any = None
         self._events_checked = 0.0
-        log.info("campaign %s/%s/%s serving %s (%d users with history, %d items added since training)",
-                 tenant, group, campaign, version, len(self.histories.index), added)
+        log.info("campaign %s/%s/%s (%s) serving %s (%d histories, %d catalog entries added since "
+                 "training)", tenant, group, campaign, self.task.id.value, version,
+                 len(self.histories.index) if self.histories else 0, added)
+
+    def _load_histories(self, keys: Keys, group: str, keep: int) -> tuple[_Histories | None, str | None]:
+        """The latest events per history key the task reads (user or session), if any."""
+        role = {HistoryKey.USER: Role.USER_ID, HistoryKey.SESSION: Role.SESSION_ID}.get(self.task.history)
+        if role is None:
+            return None, None
+        try:
+            doc = self.store.registry.read(keys.dataset_record(group, "interactions"))
+        except NotFound:
+            return None, None
+        schema = Schema.model_validate(doc["schema"])
+        manifest = read_current(self.store.backend, keys, group, "interactions")
+        table = open_snapshot(self.store.backend, manifest).to_table() if manifest else \
+            pa.table({f.name: pa.array([], pa.string()) for f in schema.fields})
+        return _Histories(table, schema, keep, role), manifest.snapshot_id if manifest else None
 
     def _update_catalog(self, keys: Keys, group: str) -> int:
         """Let the predictor learn the catalog's new entries (e.g. items added since training)."""
@@ -231,17 +267,23 @@ class CampaignServer:
             return _json(404, NOT_FOUND)  # the same answer as a campaign that does not exist
         path = _route(request.scope, self._prefix)
         if path is None or request.method != _ROUTES[path]:
-            return _error(404, "not_found", "no such route: POST .../recommend, POST .../rank or "
-                                            "GET .../healthz")
+            verbs = ", ".join(f"POST .../{v}" for v in self.task.verbs)
+            return _error(404, "not_found", f"no such route: {verbs} or GET .../healthz")
         if path == "healthz":
-            return _json(200, {"status": "ok", "solution_version": self.version})
+            return _json(200, {"status": "ok", "solution_version": self.version,
+                               "task": self.task.id.value})
+        if path not in self.task.verbs:
+            serving = " or ".join(t.id.value for t in task_serving(path))
+            verbs = ", ".join(self.task.verbs)
+            return _error(400, "wrong_task", f"this campaign answers {self.task.id.value} requests "
+                          f"({verbs}); {path} is answered by {serving} campaigns", field="path")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
             return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
-        model = RecommendRequest if path == "recommend" else RankRequest
+        model = VERB_REQUESTS[path]
         try:
             req = model.model_validate_json(body)
         except ValidationError as e:
@@ -254,11 +296,13 @@ class CampaignServer:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _batched(self, inputs: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-        recent = await self._recent([req.user_id for _, req in inputs])
+        by = self.task.history.value
+        keys = [k for _, req in inputs if (k := _history_key(req)) is not None]
+        recent = await self._recent(keys, by) if keys and self.histories is not None else {}
         return self._score_batch(inputs, recent)
 
-    async def _recent(self, users: list[str]) -> dict[str, list[tuple[Any, ...]]]:
-        """Real-time events of these users from the group's event log (if it exists)."""
+    async def _recent(self, keys: list[str], by: str) -> dict[str, list[tuple[Any, ...]]]:
+        """Real-time events of these users or sessions from the group's event log (if any)."""
         import asyncio
 
         import ray
@@ -272,15 +316,17 @@ class CampaignServer:
         if self._events is None:
             return {}
         try:
-            return await asyncio.wait_for(self._events.recent.remote(users), timeout=2.0)
+            return await asyncio.wait_for(self._events.recent.remote(keys, by), timeout=2.0)
         except Exception:  # the log restarting: answer from the snapshot history
             log.warning("could not read recent events", exc_info=True)
             self._events = None
             return {}
 
-    def _history(self, user: str, recent: dict[str, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
-        history = self.histories.get(user)
-        extra = recent.get(user)
+    def _history(self, key: str | None, recent: dict[str, list[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+        if key is None or self.histories is None:
+            return []
+        history = self.histories.get(key)
+        extra = recent.get(key)
         if extra:
             seen = {(e[0], e[1]) for e in history}
             history = sorted(history + [e for e in extra if (e[0], e[1]) not in seen],
@@ -290,36 +336,59 @@ class CampaignServer:
     def _score_batch(self, inputs: list[tuple[str, Any]],
                      recent: dict[str, list[tuple[Any, ...]]]) -> list[dict[str, Any]]:
         now = time.time()
-        queries = []
-        for kind, req in inputs:
-            history = self._history(req.user_id, recent)
-            queries.append(Query(history=history, user_id=req.user_id,
-                                 time=float(req.context.get("timestamp", now)),
-                                 num_results=_want(kind, req), exclude=_exclude((kind, req), history),
-                                 candidates=list(dict.fromkeys(req.items)) if kind == "rank" else None))
-        out = []
-        for (kind, req), answer in zip(inputs, self.predictor.predict_batch(queries)):
-            items = [{"item_id": i, "score": s} for i, s in answer.ranked]
-            if kind == "rank":  # items the model does not know go last, in the given order
-                ranked = set(answer.ids)
-                items += [{"item_id": it, "score": None} for it in dict.fromkeys(req.items)
-                          if it not in ranked]
-            out.append({"items": items, "solution_version": self.version, "fallback": answer.fallback})
-        return out
+        queries = [_query(kind, req, self._history(_history_key(req), recent), now) for kind, req in inputs]
+        return [_response(kind, req, answer, self.version)
+                for (kind, req), answer in zip(inputs, self.predictor.predict_batch(queries))]
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
 
 
-def _want(kind: str, req: Any) -> int:
-    return len(set(req.items)) if kind == "rank" else req.num_results
+def _history_key(req: Any) -> str | None:
+    """The user or session whose history answers this request (the task's request key)."""
+    return getattr(req, "session_id", None) or getattr(req, "user_id", None)
 
 
-def _exclude(inp: tuple[str, Any], history: list[tuple[Any, ...]]) -> set[str]:
-    kind, req = inp
-    if kind == "recommend" and req.exclude_seen:
-        return {str(e[0]) for e in history}
-    return set()
+def _query(verb: str, req: Any, history: list[tuple[Any, ...]], now: float) -> Query:
+    """A runtime request as the predictor's query (the same object offline evaluation builds)."""
+    when = float(getattr(req, "context", {}).get("timestamp", now))
+    if verb in ("recommend", "rank"):
+        exclude = {str(e[0]) for e in history if e[0] is not None} \
+            if verb == "recommend" and req.exclude_seen else set()
+        return Query(history=history, user_id=req.user_id, time=when, exclude=exclude,
+                     num_results=len(set(req.items)) if verb == "rank" else req.num_results,
+                     candidates=list(dict.fromkeys(req.items)) if verb == "rank" else None)
+    if verb == "recommend-tags":
+        exclude = {t for e in history for t in (e[4] if len(e) > 4 and e[4] else ())} \
+            if req.exclude_seen else set()
+        return Query(history=history, user_id=req.user_id, item_id=req.item_id, time=when,
+                     candidates=list(dict.fromkeys(req.tags)) if req.tags else None,
+                     exclude=exclude, num_results=req.num_results)
+    if verb == "generate-tags":
+        return Query(item_id=req.item_id, text=req.text, fields=dict(req.fields), chosen=list(req.chosen),
+                     exclude=set(req.chosen), num_results=req.num_results, time=now)
+    # next-tags: the stored session plus the clicks sent with the request
+    extra = [(e.item_id, now if e.timestamp is None else e.timestamp, "question_click" if e.item_id
+              else "tag_click", None, (e.tag,) if e.tag else None) for e in req.events]
+    merged = sorted(history + extra, key=lambda e: e[1])
+    fields = {"num_questions": req.num_questions}
+    if req.organisation:
+        fields["organisation"] = req.organisation
+    return Query(history=merged, session_id=req.session_id, text=req.text, fields=fields, time=now,
+                 num_results=req.num_results)
+
+
+def _response(verb: str, req: Any, answer: Answer, version: str) -> dict[str, Any]:
+    """The predictor's answer as the verb's response model (`sdk.types.VERB_RESPONSES`)."""
+    if verb in ("recommend", "rank"):
+        items = [{"item_id": i, "score": s} for i, s in answer.ranked]
+        if verb == "rank":  # items the model does not know go last, in the given order
+            ranked = set(answer.ids)
+            items += [{"item_id": it, "score": None} for it in dict.fromkeys(req.items) if it not in ranked]
+        return {"items": items, "solution_version": version, "fallback": answer.fallback}
+    questions = [{"item_id": i, "score": s} for i, s in answer.extra.get("questions", ())]
+    return {"tags": [{"tag": t, "score": s} for t, s in answer.ranked], "questions": questions,
+            "solution_version": version, "fallback": answer.fallback}
 
 
 def _validation_error(e: ValidationError) -> Any:

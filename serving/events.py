@@ -46,8 +46,8 @@ log = logging.getLogger("tagrec.events")
 
 FLUSH_EVERY_S = float(os.environ.get("TAGREC_EVENTS_FLUSH_S") or 5.0)
 FLUSH_AT = 5000  # pending events that trigger a flush before the timer
-RECENT_PER_USER = 256  # events per user kept in memory
-RECENT_USERS = 200_000  # users kept in memory (least recently written dropped first)
+RECENT_PER_USER = 256  # events per user (and per session) kept in memory
+RECENT_USERS = 200_000  # users (and sessions) kept in memory (least recently written dropped first)
 _ROLES = (Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE, Role.SESSION_ID)
 
 
@@ -71,7 +71,10 @@ class EventLog:
         self.flush_every_s, self.flush_at = flush_every_s, flush_at
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._recent: OrderedDict[str, deque[tuple[Any, ...]]] = OrderedDict()
+        # Recent events by user and by session (the two history keys of the tasks), as
+        # (item_id, seconds, event_type, event_value, tags) tuples.
+        self._recent: dict[str, OrderedDict[str, deque[tuple[Any, ...]]]] = {
+            "user": OrderedDict(), "session": OrderedDict()}
         self._pending = 0
         self._schema_cache: tuple[Schema, float] | None = None
         self._wake = threading.Event()
@@ -120,6 +123,13 @@ class EventLog:
             if f is not None and not f.nullable and missing:
                 raise EventsRefused(f"events.{missing[0]}.{key}: required (the interactions "
                                     f"dataset's {f.name!r} field is not nullable)")
+        item_field, tags_field = schema.field_for(Role.ITEM_ID), schema.field_for(Role.TAGS)
+        for i, e in enumerate(events):
+            if e.get("item_id") is None and (item_field is None or not item_field.nullable):
+                raise EventsRefused(f"events.{i}.item_id: required (the interactions dataset's item "
+                                    f"field is not nullable: a tag click needs a nullable ITEM_ID)")
+            if e.get("tags") and tags_field is None:
+                raise EventsRefused(f"events.{i}.tags: the interactions dataset has no TAGS field")
         value_field = schema.field_for(Role.EVENT_VALUE)
         if value_field is not None and value_field.type.value == "int":  # must convert at flush
             for i, e in enumerate(events):
@@ -136,10 +146,11 @@ class EventLog:
                 duplicates += 1
                 continue
             stamp = event.get("timestamp")
-            record = {"user_id": user_id, "session_id": session_id, "item_id": event["item_id"],
+            record = {"user_id": user_id, "session_id": session_id, "item_id": event.get("item_id"),
                       # milliseconds, as the dataset stores them (history merges compare them)
                       "timestamp": round(float(now if stamp is None else stamp), 3),
                       "event_type": event.get("event_type"), "event_value": event.get("event_value"),
+                      "tags": event.get("tags"),
                       "event_id": event_id, "received_at": now_iso()}
             try:
                 self.store.registry.create(self.keys.event_wal(self.group, h), record)
@@ -155,21 +166,26 @@ class EventLog:
         return {"accepted": accepted, "duplicates": duplicates}
 
     def _remember(self, record: dict[str, Any]) -> None:
+        tags = record.get("tags")
         event = (record["item_id"], record["timestamp"], record.get("event_type"),
-                 record.get("event_value"))
+                 record.get("event_value"), tuple(tags) if tags else None)
         with self._lock:
-            user = record["user_id"]
-            events = self._recent.pop(user, None) or deque(maxlen=RECENT_PER_USER)
-            events.append(event)
-            self._recent[user] = events
-            while len(self._recent) > RECENT_USERS:
-                self._recent.popitem(last=False)
+            for by, key in (("user", record["user_id"]), ("session", record.get("session_id"))):
+                if key is None:
+                    continue
+                recent = self._recent[by]
+                events = recent.pop(key, None) or deque(maxlen=RECENT_PER_USER)
+                events.append(event)
+                recent[key] = events
+                while len(recent) > RECENT_USERS:
+                    recent.popitem(last=False)
 
-    def recent(self, user_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
-        """The events received for each user (those in memory), oldest first."""
+    def recent(self, keys: list[str], by: str = "user") -> dict[str, list[tuple[Any, ...]]]:
+        """The events received for each user (`by="user"`) or session (`by="session"`), those
+        still in memory, oldest first, as (item_id, seconds, event_type, event_value, tags)."""
         with self._lock:
-            return {u: sorted(self._recent[u], key=lambda e: e[1]) for u in user_ids
-                    if u in self._recent}
+            recent = self._recent[by]
+            return {k: sorted(recent[k], key=lambda e: e[1]) for k in keys if k in recent}
 
     # --- flushing ----------------------------------------------------------------------------
     def _wal_keys(self) -> list[str]:
@@ -282,6 +298,7 @@ def _to_table(records: list[dict[str, Any]], schema: Schema) -> pa.Table:
         Role.EVENT_TYPE: [r.get("event_type") for r in records],
         Role.EVENT_VALUE: [r.get("event_value") for r in records],
         Role.SESSION_ID: [r.get("session_id") for r in records],
+        Role.TAGS: [r.get("tags") for r in records],
     }
     columns = []
     for f, field in zip(schema.fields, target):

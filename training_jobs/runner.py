@@ -61,7 +61,7 @@ class JobRunner:
         raise RuntimeError("campaigns run on Ray Serve: start the platform with the Ray executor")
 
     def event_log(self, tenant: str, group: str) -> Any:
-        """An object with put(user_id, session_id, events) and recent(user_ids)."""
+        """An object with put(user_id, session_id, events) and recent(keys, by="user"|"session")."""
         from serving.events import EventLog
 
         with self._held_lock:
@@ -378,10 +378,10 @@ class _ActorLog:
         except ray.exceptions.RayTaskError as e:  # the log's own error, not Ray's wrapper of it
             raise e.cause if isinstance(getattr(e, "cause", None), Exception) else e from None
 
-    def recent(self, user_ids: list[str]) -> dict[str, list[tuple[Any, ...]]]:
+    def recent(self, keys: list[str], by: str = "user") -> dict[str, list[tuple[Any, ...]]]:
         import ray
 
-        return ray.get(self.handle.recent.remote(user_ids))
+        return ray.get(self.handle.recent.remote(keys, by))
 
     def flush(self) -> int:
         import ray

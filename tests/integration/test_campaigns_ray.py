@@ -66,6 +66,19 @@ def test_recommend_rank_and_fallback(deployed) -> None:
     assert r.items[-1].item_id == "not-an-item" and r.items[-1].score is None
 
 
+def test_another_tasks_verb_is_a_400_naming_the_task(deployed) -> None:
+    client, group, *_ = deployed
+    with pytest.raises(BadRequestError) as e:
+        client.campaigns.generate_tags(group, "c", text="a post about robots")
+    assert e.value.error_type == "wrong_task"
+    assert "next-item" in str(e.value) and "tag-set" in str(e.value)
+    with pytest.raises(BadRequestError, match="user-tags or item-tags"):
+        client.campaigns.recommend_tags(group, "c", user_id="u1")
+    health = httpx.get(f"{deployed[-1].endpoint}/healthz",
+                       headers={"Authorization": f"Bearer {client.api_key}"}).json()
+    assert health["task"] == "next-item"
+
+
 def test_requests_are_validated_and_isolated(deployed, ray_platform: Platform) -> None:
     _, _, _, _, histories, c = deployed
     user = sorted(histories)[0]

@@ -551,6 +551,7 @@ def test_all_is_pinned() -> None:
             "Dataset", "ImportSource", "ImportProgress", "DatasetImportJobCreate",
             "DatasetImportJob", "RecipeInfo", "ScalingConfig", "EvaluationConfig", "Solution",
             "SolutionVersion", "Campaign", "Event", "PutEventsResponse", "RecommendResponse",
+            "TagsResponse", "SessionEvent",
         ]
     )  # fmt: skip
     assert all(hasattr(sdk, name) for name in sdk.__all__)
@@ -565,3 +566,28 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_tag_verbs_post_their_task_requests_and_read_answers_leniently(client: Client,
+                                                                       server: FakeServer) -> None:
+    base = f"{client.base_url}/campaigns/abc"
+    client.campaigns._endpoints[("g", "c")] = base
+    answer = {"tags": [{"tag": "robots", "score": 0.9, "new_field": 1}], "solution_version": "v1",
+              "fallback": False, "something_added_later": {"x": 1}}
+    server.handler = lambda req: (200, {}, answer)
+    r = client.campaigns.recommend_tags("g", "c", user_id="u1", item_id="i1", num_results=3)
+    assert r.tags[0].tag == "robots" and r.questions == [] and not r.fallback
+    client.campaigns.generate_tags("g", "c", text="how do I tune a PID loop?", chosen=["pid"])
+    client.campaigns.next_tags("g", "c", session_id="s1", organisation="banking",
+                               events=[{"tag": "card"}, {"item_id": "q7"}])
+    sent = [(r.path, json.loads(r.body)) for r in server.requests]
+    assert sent[0] == ("/campaigns/abc/recommend-tags", {"user_id": "u1", "item_id": "i1", "num_results": 3,
+                                                         "exclude_seen": False, "context": {}})
+    assert sent[1][0] == "/campaigns/abc/generate-tags" and sent[1][1]["chosen"] == ["pid"]
+    assert sent[2][0] == "/campaigns/abc/next-tags"
+    assert sent[2][1]["events"] == [{"tag": "card"}, {"item_id": "q7"}]
+    # Bad requests are refused on the client with the server's own rules.
+    with pytest.raises(ValueError, match="give text, fields or item_id"):
+        client.campaigns.generate_tags("g", "c")
+    with pytest.raises(ValueError, match="exactly one of tag and item_id"):
+        client.campaigns.next_tags("g", "c", session_id="s1", events=[{"tag": "a", "item_id": "b"}])
