@@ -24,6 +24,8 @@ from recipes import get_recipe
 from recipes.base import ARTIFACT_FILES, save_artifact
 from sdk.types import DatasetKind
 
+from .loop import epochs, has_parameters
+
 __all__ = ["EpochCallback", "TrainResult", "ScalingSpec", "train_recipe"]
 
 log = logging.getLogger("tagrec.train")
@@ -85,21 +87,12 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         resumed_from = state["epoch"]
         print(f"[tagrec] rank {rank}: resumed from the checkpoint of epoch {state['epoch']}",
               flush=True)
-    for epoch in range(start_epoch, cfg["epochs"]):
-        model.train()
-        t0, total, n, events = time.perf_counter(), 0.0, 0, 0
-        for batch in hooks.batches(examples, epoch=epoch, rank=rank, world_size=world):
-            optimizer.zero_grad()
-            loss = hooks.loss(model, batch)
-            loss.backward()
-            if world > 1:
-                _average_gradients(model, world)
-            hooks.clip_gradients(model)
-            optimizer.step()
-            total += float(loss.detach())
-            n += 1
-            events += hooks.num_events(batch)
-        seconds = time.perf_counter() - t0
+    average = (lambda m: _average_gradients(m, world)) if world > 1 else None
+    for metrics in epochs(hooks, model, optimizer, examples, num_epochs=cfg["epochs"],
+                          start_epoch=start_epoch, rank=rank, world_size=world,
+                          average_gradients=average):
+        epoch, events, total, n = metrics["epoch"], metrics["events"], metrics["loss"], metrics["batches"]
+        total *= max(n, 1)
         if world > 1:  # every rank's share: the epoch's events and mean loss over the group
             import torch.distributed as dist
 
@@ -107,7 +100,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             dist.all_reduce(sums)
             events, total, n = int(sums[0]), float(sums[1]), int(sums[2])
         metrics = {"epoch": epoch, "loss": total / max(n, 1), "events": events,
-                   "seconds": seconds, "resumed_from_epoch": resumed_from}
+                   "seconds": metrics["seconds"], "resumed_from_epoch": resumed_from}
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
@@ -168,13 +161,17 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
     spec = get_recipe(recipe_id)
     config = spec.config_cls.model_validate(dict(hyperparameters))
     featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
+    model = spec.hooks_cls(config, featurizer).build_model()
+    if not has_parameters(model):  # a count-based model: fitting the featurizer fitted it
+        save_artifact(artifact_dir, spec, config, featurizer, model, extra={"epochs": 0})
+        return TrainResult(artifact_dir=artifact_dir, epochs=0)
     examples = featurizer.transform(tables)
-    epochs = int(getattr(config, "epochs", 1))
+    num_epochs = int(getattr(config, "epochs", 1))
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"recipe": recipe_id, "hyperparameters": config.model_dump(mode="json"),
                            "featurizer": featurizer, "examples_ref": ray.put(examples),
-                           "epochs": epochs, "on_epoch": on_epoch,
+                           "epochs": num_epochs, "on_epoch": on_epoch,
                            "torch_threads": torch_threads or max(1, int(scaling.cpus_per_worker))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
@@ -203,4 +200,4 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
     done = state["epoch"] + 1
     return TrainResult(artifact_dir=artifact_dir, epochs=done, history=history,
                        resumed_from_epoch=resumed[0] if resumed else None, train_seconds=seconds,
-                       events=int(history[-1].get("events", 0)) * done, stopped=done < epochs)
+                       events=int(history[-1].get("events", 0)) * done, stopped=done < num_epochs)

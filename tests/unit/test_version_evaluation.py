@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recipes.hrnn_meta import HrnnMetaConfig, HrnnMetaFeaturizer, HrnnMetaHooks, HrnnMetaPredictor
+from recipes.hrnn_meta import HrnnMetaConfig, HrnnMetaPredictor
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, EvaluationConfig
 from tests.unit.test_hrnn_meta import _one_thread  # noqa: F401 - the same autouse fixture
 from training_jobs.evaluation import cold_start_split, temporal_holdout
+from training_jobs.loop import fit_in_process
 from training_jobs.solution_version import evaluate_version
 
 COLS = {"user": "user_id", "item": "item_id", "time": "timestamp", "event_type": "event_type",
@@ -24,17 +25,7 @@ def data() -> SyntheticData:
 
 def _train(tables: dict, data: SyntheticData) -> HrnnMetaPredictor:
     config = HrnnMetaConfig(epochs=2, hidden_size=16, item_embedding_dim=16, batch_size=64, seed=0)
-    featurizer = HrnnMetaFeaturizer.fit(tables, config, schemas=data.schemas)
-    examples = featurizer.transform(tables)
-    hooks = HrnnMetaHooks(config, featurizer)
-    model = hooks.build_model()
-    optimizer = hooks.configure_optimizer(model)
-    for epoch in range(config.epochs):
-        for batch in hooks.batches(examples, epoch=epoch):
-            optimizer.zero_grad()
-            hooks.loss(model, batch).backward()
-            hooks.clip_gradients(model)
-            optimizer.step()
+    config, featurizer, model = fit_in_process("hrnn-meta", config, tables, schemas=data.schemas)
     return HrnnMetaPredictor(config, featurizer, model)
 
 
