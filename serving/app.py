@@ -606,10 +606,17 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
             given = first.get("input")
             shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
             raise ApiError(400, "invalid_input", f"{field}: {first.get('msg')}{shown}", field) from None
-        doc = {"name": body.name, "dataset_group": group, "recipe": body.recipe,
+        spec = get_recipe(body.recipe)
+        evaluation = body.evaluation.model_copy(update={"mode": body.evaluation.mode or spec.protocols[0]})
+        if evaluation.mode not in spec.protocols:
+            raise ApiError(400, "invalid_input", f"evaluation.mode: recipe {body.recipe!r} "
+                           f"({spec.task.value}) is evaluated with {' or '.join(spec.protocols)}, "
+                           f"not {evaluation.mode!r}",
+                           "evaluation.mode")
+        doc = {"name": body.name, "dataset_group": group, "recipe": body.recipe, "task": spec.task.value,
                "hyperparameters": config.model_dump(mode="json"),
                "scaling": body.scaling.model_dump(mode="json"),
-               "evaluation": body.evaluation.model_dump(mode="json"),
+               "evaluation": evaluation.model_dump(mode="json"),
                "description": body.description, "status": Status.ACTIVE.value}
         return _create(keys.solution_record(group, body.name), doc, idem,
                        f"solution {body.name!r}", response, parents=(_group_parent(keys, group),),
@@ -781,6 +788,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         version = _active_version(keys, group, body.solution, body.solution_version)
         endpoint = f"{(ops.serve_url or '').rstrip('/')}{endpoint_path(t, group, body.name)}"
         doc = {**body.model_dump(mode="json"), "dataset_group": group, "recipe": version["recipe"],
+               "task": get_recipe(version["recipe"]).task.value,
                "status": Status.CREATE_PENDING.value, "endpoint": endpoint if ops.serve_url else None,
                "pending_update": None}
         key = keys.campaign_record(group, body.name)
@@ -825,11 +833,17 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         if "solution_version" in change or "solution" in change:
             version = _active_version(keys, group, target["solution"], target["solution_version"])
             target["recipe"] = version["recipe"]
+            target["task"] = get_recipe(version["recipe"]).task.value
+            if doc.get("task") and target["task"] != doc["task"]:  # its clients call its task's verbs
+                raise ApiError(400, "invalid_input", f"solution_version: campaign {campaign!r} answers "
+                               f"{doc['task']} requests; version {target['solution_version']!r} is a "
+                               f"{target['task']} model (create another campaign for it)",
+                               "solution_version")
         try:
             CampaignCreate.model_validate({k: target[k] for k in CampaignCreate.model_fields})
         except ValidationError as e:
             raise ApiError(400, "invalid_input", e.errors()[0]["msg"].removeprefix("Value error, ")) from None
-        update = {k: target[k] for k in (*change, "recipe") if k in target}
+        update = {k: target[k] for k in (*change, "recipe", "task") if k in target}
 
         def start(d: dict[str, Any]) -> dict[str, Any]:
             if d["status"] != Status.ACTIVE.value or d.get("pending_update"):

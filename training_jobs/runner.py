@@ -276,8 +276,8 @@ class RayJobRunner(JobRunner):
 
                     registry.update(key, failed)
                     return
-                fields = {k: target[k] for k in ("solution", "solution_version", "recipe", "min_replicas",
-                                                 "max_replicas", "max_ongoing_requests",
+                fields = {k: target[k] for k in ("solution", "solution_version", "recipe", "task",
+                                                 "min_replicas", "max_replicas", "max_ongoing_requests",
                                                  "max_queued_requests") if k in target}
                 registry.update(key, lambda d: {**d, **fields, "status": Status.ACTIVE.value,
                                                 "pending_update": None, "last_update_failure": None,

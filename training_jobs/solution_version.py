@@ -2,16 +2,19 @@
 
 One version, start to end (run as a Ray task by the control plane, `version_task`):
 
-1. Read the current snapshot of every dataset the recipe uses, and record the snapshot ids on the
-   version (a version is reproducible from them). Refuse data too thin to learn from.
-2. Split for offline evaluation (`EvaluationConfig`): a temporal hold-out (the latest
-   interactions of a seeded sample of users) or the item cold-start split of the HRNN-meta
-   paper's Table 7. The split is described on the version.
+1. Read the current snapshot of every dataset the recipe (and its task) uses, and record the
+   snapshot ids on the version (a version is reproducible from them). Refuse data too thin to
+   learn from, by the task's minimum-data rules (`sdk.tasks.Task.minimum`).
+2. Split with the evaluation protocol (`training_jobs.evaluation.protocols`): the solution's
+   `evaluation.mode`, one of the recipe's protocols (next-item: temporal hold-out or the HRNN-meta
+   paper's item cold start; each tag task has its own). The split is described on the version.
 3. Train on the training part with `training_jobs.train.train_recipe` (Ray Train TorchTrainer,
-   checkpoints every epoch under the version's `checkpoints/`; a restarted worker group resumes).
-   Rank 0 writes the progress (epoch, loss, events/s) to the version and reads stop requests.
-4. Evaluate the trained predictor on the held-out part next to the baselines (popularity; uniform
-   random in cold start), write `metrics.json` and the portable artifact to `model/`.
+   checkpoints every epoch under the version's `checkpoints/`; a restarted worker group resumes;
+   a count-based recipe is fitted without one). Rank 0 writes the progress (epoch, loss,
+   events/s) to the version and reads stop requests.
+4. Evaluate the trained predictor with the protocol, through `predict_batch` (what a campaign
+   calls), next to the task's baseline on the same cases; write `metrics.json` and the portable
+   artifact to `model/`.
 
 Status: CREATE_PENDING → CREATE_IN_PROGRESS → ACTIVE | CREATE_FAILED; a stop request makes it
 CREATE_STOPPING → CREATE_STOPPED at the next epoch end (or phase boundary).
@@ -28,39 +31,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from recipes import get_recipe
-from recipes.base import Query, RecipeSpec
-from sdk.types import DatasetKind, EvaluationConfig, Role, ScalingConfig, Schema, Status
+from recipes.base import RecipeSpec
+from sdk.tasks import Task, get_task
+from sdk.types import DatasetKind, EvaluationConfig, ScalingConfig, Schema, Status
 from store import Keys, NotFound, Store, StoreConfig, dump_json, now_iso
 from store.snapshots import open_snapshot, read_current
 
-from .evaluation import (
-    DEFAULT_KS,
-    Split,
-    cold_start_split,
-    compare,
-    evaluate_popularity,
-    perplexity,
-    ranking_metrics,
-    smooth_log_probs,
-    temporal_holdout,
-    uniform_random_metrics,
-)
+from .evaluation.next_item import evaluate_version
+from .evaluation.protocols import InsufficientData, get_protocol
 from .train import ScalingSpec, train_recipe
 
-__all__ = ["MIN_INTERACTIONS", "MIN_ACTIVE_USERS", "VersionFailed", "run_version", "version_task",
-           "check_trainable"]
+__all__ = ["VersionFailed", "check_minimum", "check_trainable", "evaluate_version", "run_version",
+           "version_task"]
 
 log = logging.getLogger("tagrec.versions")
 
-# Personalize's floor: below this a model learns nothing a popularity list would not.
-MIN_INTERACTIONS = 1000
-MIN_ACTIVE_USERS = 25  # users with at least 2 interactions
 HEARTBEAT_S = 5.0
 OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value, Status.CREATE_STOPPING.value)
 
@@ -136,93 +126,71 @@ class EpochProgress:
 def check_trainable(spec: RecipeSpec, store: Store, keys: Keys, group: str
                     ) -> dict[DatasetKind, Any]:
     """The current snapshot manifest of each dataset the recipe can use; VersionFailed naming
-    what is missing (a required dataset, a role in its schema, any data at all)."""
+    what is missing (a required dataset, a role in its schema, any data at all, the task's
+    minimum number of rows)."""
+    task = get_task(spec.task)
+    required = {**task.needs, **spec.required}
     manifests: dict[DatasetKind, Any] = {}
-    for kind, roles in {**spec.optional, **spec.required}.items():
-        required = kind in spec.required
+    for kind, roles in {**spec.optional, **required}.items():
+        needed = kind in required
         try:
             doc = store.registry.read(keys.dataset_record(group, kind.value))
         except NotFound:
-            if required:
+            if needed:
                 raise VersionFailed(
                     f"recipe {spec.id!r} needs an {kind.value} dataset in dataset group {group!r}; "
                     f"create it and import data first") from None
             continue
         schema = Schema.model_validate(doc["schema"])
         missing = [r.value for r in roles if schema.field_for(r) is None]
-        if missing and required:
+        if missing and needed:
             raise VersionFailed(f"recipe {spec.id!r} needs the {kind.value} dataset to have a field "
                                 f"with role {', '.join(missing)}")
         manifest = read_current(store.backend, keys, group, kind.value)
         if manifest is None or manifest.rows == 0:
-            if required:
+            if needed:
                 raise VersionFailed(f"the {kind.value} dataset of {group!r} has no data yet: "
                                     f"run an import job first")
             continue
         manifests[kind] = manifest
-    interactions = manifests.get(DatasetKind.INTERACTIONS)
-    if interactions is not None and interactions.rows < MIN_INTERACTIONS:
-        raise VersionFailed(f"too little data to train: the interactions dataset has "
-                            f"{interactions.rows} interactions, at least {MIN_INTERACTIONS} are needed")
+    for rule in task.minimum:  # rows alone, from the manifests (the job checks the rest)
+        m = manifests.get(rule.dataset)
+        if m is not None and m.rows < rule.min_rows:
+            raise VersionFailed(f"too little data to train: the {rule.dataset.value} dataset has "
+                                f"{m.rows} {_noun(rule.dataset)}, at least {rule.min_rows} are needed")
     return manifests
 
 
-def _active_users(interactions: pa.Table, user_col: str) -> int:
-    counts = interactions.group_by(user_col).aggregate([(user_col, "count")])
-    return int(pc.sum(pc.greater_equal(counts.column(f"{user_col}_count"), 2)).as_py() or 0)
+def _noun(kind: DatasetKind) -> str:
+    return "interactions" if kind == DatasetKind.INTERACTIONS else "rows"
 
 
-def _histories(split: Split, cols: Mapping[str, str | None]) -> tuple[list[Any], list[list[tuple]]]:
-    """Each test user's history as (item, seconds, event_type, event_value) tuples, oldest first."""
-    users = split.test_users
-    groups = [split.test_histories[u] for u in users]
-    rows = np.concatenate(groups).astype(np.int64) if groups else np.zeros(0, np.int64)
-    taken = split.train.take(pa.array(rows))
-    items = taken.column(cols["item"]).to_pylist()
-    secs = (taken.column(cols["time"]).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-            .to_numpy(zero_copy_only=False) / 1000.0).tolist()
-    types = taken.column(cols["event_type"]).to_pylist() if cols["event_type"] else [None] * len(rows)
-    values = taken.column(cols["event_value"]).to_pylist() if cols["event_value"] else [None] * len(rows)
-    out, start = [], 0
-    for g in groups:
-        end = start + len(g)
-        out.append(list(zip(items[start:end], secs[start:end], types[start:end], values[start:end])))
-        start = end
-    return users, out
-
-
-def _first_held_time(split: Split, users: list[Any]) -> list[float]:
-    """Each test user's first held-out event time (the request time of the hold-out)."""
-    first = split.held_out.group_by(split.user_col).aggregate([(split.time_col, "min")])
-    stamps = first.column(f"{split.time_col}_min").cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-    at = dict(zip(first.column(split.user_col).to_pylist(), (stamps.to_numpy() / 1000.0).tolist()))
-    return [at[u] for u in users]
-
-
-def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
-                     cols: Mapping[str, str | None]) -> dict[str, Any]:
-    """Model metrics on the split next to the baselines: `compare()`'s document."""
-    users, histories = _histories(split, cols)
-    cold = split.candidates is not None
-    if cold:  # the request comes after the last training event the user has
-        times = [h[-1][1] if h else 0.0 for h in histories]
-    else:
-        times = _first_held_time(split, users)
-    catalog = len(predictor.featurizer.item_ids)
-    candidates = None if split.candidates is None else list(split.candidates)
-    queries = [Query(history=h, user_id=u, time=t, candidates=candidates, num_results=evaluation.depth,
-                     exclude=() if cold else {str(e[0]) for e in h})
-               for u, h, t in zip(users, histories, times)]
-    answers = predictor.predict_batch(queries)  # what a campaign replica calls
-    ranked = {u: a.ids for u, a in zip(users, answers)}
-    model = ranking_metrics(ranked, split.test_targets, DEFAULT_KS, catalog_size=catalog)
-    if cold:
-        return compare(model, uniform_random_metrics(split, DEFAULT_KS), baseline="random")
-    log_p = predictor.target_log_probs(histories, [split.test_targets[u] for u in users],
-                                       user_ids=users, request_times=times)
-    model["perplexity"] = perplexity(smooth_log_probs(log_p, catalog))
-    popularity = evaluate_popularity(split, DEFAULT_KS, catalog_size=catalog, depth=evaluation.depth)
-    return compare(model, popularity, baseline="popularity")
+def check_minimum(task: Task, tables: Mapping[DatasetKind, pa.Table],
+                  schemas: Mapping[DatasetKind, Schema]) -> None:
+    """The task's minimum-data rules on the tables read; VersionFailed saying which fails."""
+    for rule in task.minimum:
+        table, schema = tables.get(rule.dataset), schemas.get(rule.dataset)
+        if table is None or schema is None:
+            continue
+        what = _noun(rule.dataset)
+        if rule.with_role is not None:
+            f = schema.field_for(rule.with_role)
+            col = table.column(f.name)
+            keep = pc.fill_null(pc.greater(pc.list_value_length(col), 0), False) \
+                if pa.types.is_list(col.type) else pc.is_valid(col)
+            table = table.filter(keep)
+            what = f"{what} with {rule.with_role.value.lower()}"
+            if table.num_rows < rule.min_rows:
+                raise VersionFailed(f"too little data to train: the {rule.dataset.value} dataset has "
+                                    f"{table.num_rows} {what}, at least {rule.min_rows} are needed")
+        if rule.key_role is not None and rule.min_keys:
+            key = schema.field_for(rule.key_role).name
+            counts = table.group_by(key).aggregate([(key, "count")]).column(f"{key}_count")
+            have = int(pc.sum(pc.greater_equal(counts, rule.per_key)).as_py() or 0)
+            noun = rule.key_role.value.removesuffix("_ID").lower() + "s"
+            if have < rule.min_keys:
+                raise VersionFailed(f"too little data to train: {have} {noun} have {rule.per_key} or more "
+                                    f"{what}, at least {rule.min_keys} are needed")
 
 
 def run_version(store: Store, tenant: str, group: str, solution: str, version: str, *,
@@ -265,7 +233,12 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
     try:
         beat.start()
         spec = get_recipe(doc["recipe"])
+        task = get_task(spec.task)
         evaluation = EvaluationConfig.model_validate(doc.get("evaluation_config") or {})
+        protocol = get_protocol(evaluation.mode or spec.protocols[0])
+        if protocol.name not in spec.protocols:
+            raise VersionFailed(f"recipe {spec.id!r} is not evaluated with {protocol.name!r} "
+                                f"(it supports {', '.join(spec.protocols)})")
         scaling = ScalingConfig.model_validate(doc.get("scaling") or {})
         # 1. data
         phase("loading")
@@ -275,38 +248,22 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         schemas = {k: Schema.model_validate(store.registry.read(keys.dataset_record(group, k.value))
                                             ["schema"]) for k in manifests}
         record.set(snapshots={k.value: m.snapshot_id for k, m in manifests.items()})
-        inter_schema = schemas[DatasetKind.INTERACTIONS]
-        cols = {name: (f.name if (f := inter_schema.field_for(role)) else None) for name, role in (
-            ("user", Role.USER_ID), ("item", Role.ITEM_ID), ("time", Role.TIMESTAMP),
-            ("event_type", Role.EVENT_TYPE), ("event_value", Role.EVENT_VALUE))}
-        interactions = tables[DatasetKind.INTERACTIONS]
-        active = _active_users(interactions, cols["user"])
-        if active < MIN_ACTIVE_USERS:
-            raise VersionFailed(f"too little data to train: {active} users have 2 or more "
-                                f"interactions, at least {MIN_ACTIVE_USERS} are needed")
+        check_minimum(task, tables, schemas)
         timings["load_seconds"] = time.perf_counter() - t0
         # 2. split
         t0 = time.perf_counter()
-        if evaluation.mode == "item-cold-start":
-            split = cold_start_split(interactions, tables.get(DatasetKind.ITEMS),
-                                     item_col=cols["item"], user_col=cols["user"],
-                                     time_col=cols["time"], fraction=0.5, seed=evaluation.seed)
-        else:
-            split = temporal_holdout(interactions, user_col=cols["user"], item_col=cols["item"],
-                                     time_col=cols["time"], fraction=evaluation.test_fraction,
-                                     min_users=evaluation.min_test_users,
-                                     holdout_last=evaluation.holdout_last, seed=evaluation.seed)
-        if not split.test_targets:
-            raise VersionFailed("no user has enough interactions to hold any out for evaluation "
-                                f"(each test user needs more than {evaluation.holdout_last})")
-        record.set(evaluation=split.describe())
+        try:
+            split = protocol.split(tables, schemas, evaluation)
+        except InsufficientData as e:
+            raise VersionFailed(str(e)) from None
+        record.set(evaluation=split.description)
         timings["split_seconds"] = time.perf_counter() - t0
         # 3. train
         phase("training", epochs=doc["hyperparameters"].get("epochs"))
         t0 = time.perf_counter()
         version_prefix = keys.version(group, solution, version)
         result = train_recipe(
-            spec.id, doc["hyperparameters"], {**tables, DatasetKind.INTERACTIONS: split.train},
+            spec.id, doc["hyperparameters"], split.train,
             schemas=schemas, artifact_dir=tmp / "model",
             checkpoint_path=store.backend.path(f"{version_prefix}/checkpoints"),
             checkpoint_fs=store.backend.filesystem, run_name="train",
@@ -327,7 +284,7 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         phase("evaluating")
         t0 = time.perf_counter()
         predictor = spec.predictor_cls.load(tmp / "model")
-        report = evaluate_version(predictor, split, evaluation, cols)
+        report = protocol.evaluate(predictor, split, schemas, evaluation)
         timings["evaluate_seconds"] = time.perf_counter() - t0
         # 5. save: the artifact, then the metrics, then the record says ACTIVE
         phase("saving")
@@ -337,7 +294,7 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         pafs.copy_files(str(tmp / "model"), store.backend.path(model_key),
                         source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=store.backend.filesystem)
-        metrics_doc = {**report, "evaluation": split.describe(), "snapshots":
+        metrics_doc = {**report, "evaluation": split.description, "snapshots":
                        {k.value: m.snapshot_id for k, m in manifests.items()}, "training": training}
         store.backend.put(f"{version_prefix}/metrics.json", dump_json(metrics_doc, indent=2))
         store.backend.delete_prefix(f"{version_prefix}/checkpoints")

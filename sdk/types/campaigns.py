@@ -63,6 +63,8 @@ class Campaign(_Resource):
     solution: str
     solution_version: str
     recipe: str | None = None
+    task: str | None = Field(default=None, description="What it answers (sdk.tasks), e.g. next-item; "
+                                                       "its verbs are the task's.")
     min_replicas: int = 1
     max_replicas: int = 1
     max_ongoing_requests: int = 128

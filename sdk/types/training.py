@@ -37,12 +37,19 @@ class ScalingConfig(_Model):
 class EvaluationConfig(_Model):
     """How a version is evaluated offline (the split is described on the version)."""
 
-    mode: Literal["temporal-holdout", "item-cold-start"] = Field(
-        default="temporal-holdout",
-        description="temporal-holdout: the latest interactions of a random sample of users are "
-                    "held out; item-cold-start (HRNN-meta paper, Table 7): a random half of the "
-                    "items is held out of training and ranked from their metadata only.",
+    mode: Literal["temporal-holdout", "item-cold-start", "user-tag-holdout", "item-tag-holdout",
+                  "post-holdout", "session-holdout"] | None = Field(
+        default=None,
+        description="The evaluation protocol (default: the recipe's task's first). next-item: "
+                    "temporal-holdout (the latest interactions of a random sample of users are held "
+                    "out) or item-cold-start (HRNN-meta paper, Table 7: a random half of the items is "
+                    "held out of training and ranked from their metadata only); user-tags: "
+                    "user-tag-holdout; item-tags: item-tag-holdout; tag-set: post-holdout; "
+                    "session-tags: session-holdout. Must be one the recipe supports.",
     )
+    ks: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
+        default=None, min_length=1, max_length=8,
+        description="Cut-offs of the @k metrics (default: the protocol's, e.g. 5, 10, 25).")
     test_fraction: float = Field(default=0.1, gt=0, le=1, description="Share of users tested.")
     min_test_users: int = Field(
         default=300, ge=1, le=1_000_000, description="At least this many test users when the data allow."
@@ -76,6 +83,7 @@ class SolutionCreate(_Model):
 class Solution(_Resource):
     dataset_group: str
     recipe: str
+    task: str | None = Field(default=None, description="The recipe's task (sdk.tasks), e.g. next-item.")
     hyperparameters: dict[str, Any] = Field(description="All hyperparameters, defaults included.")
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
