@@ -17,6 +17,7 @@ __all__ = ["RECIPE_IDS", "get_recipe"]
 # id -> package; each package defines RECIPE (a recipes.base.RecipeSpec).
 _PACKAGES = {
     "hrnn-meta": "recipes.hrnn_meta",
+    "item-popularity": "recipes.item_popularity",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 
