@@ -29,6 +29,7 @@ from recipes.hrnn_meta.featurizer import OOV, time_bucket
 from recipes.hrnn_meta.training import LazyAdam, make_windows
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
+from tests.unit.conformance import RecipeConformance
 
 SMALL = HrnnMetaConfig(hidden_size=16, item_embedding_dim=12, bptt=8, burn_in=4, batch_size=8,
                        epochs=1, item_feature_dim=8, item_feature_mlp_size=16, seed=1)
@@ -505,3 +506,20 @@ def test_beats_popularity_on_planted_successors() -> None:
                               for r, t in zip(test, top)])
     assert model_hits > 1.5 * pop_hits and model_hits > pop_hits + 0.15, (model_hits, pop_hits)
     assert successor_hits > 0.7, successor_hits
+
+
+class TestConformance(RecipeConformance):
+    recipe_id = "hrnn-meta"
+    hyperparameters = {"epochs": 1, "hidden_size": 16, "item_embedding_dim": 16, "batch_size": 32,
+                       "bptt": 8, "burn_in": 4, "seed": 0}
+
+    def data(self):
+        data = generate(seed=6, n_users=60, n_items=40, n_interactions=1500)
+        return data.tables(), data.schemas
+
+    def queries(self, tables):
+        history = history_of(tables[DatasetKind.INTERACTIONS], "u0003")
+        now = history[-1][1] + 60
+        return [Query(history=history, time=now, num_results=10, exclude={e[0] for e in history}),
+                Query(num_results=4, time=now),
+                Query(history=history, time=now, candidates=["i0002", "i0009", "nope"], num_results=5)]

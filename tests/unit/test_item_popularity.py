@@ -10,6 +10,7 @@ from recipes import get_recipe
 from recipes.base import Query, save_artifact
 from sdk.synthetic import generate
 from sdk.types import DatasetKind, EvaluationConfig
+from tests.unit.conformance import RecipeConformance
 from training_jobs.evaluation.protocols import get_protocol
 from training_jobs.loop import fit_in_process, has_parameters
 
@@ -40,3 +41,17 @@ def test_item_popularity_fits_without_epochs_and_matches_the_popularity_baseline
     # Items of the items table never interacted with are in the catalog, last.
     assert len(featurizer.item_ids) == data.items.num_rows or len(featurizer.item_ids) >= 80
     assert DatasetKind.ITEMS in data.tables()
+
+
+class TestConformance(RecipeConformance):
+    recipe_id = "item-popularity"
+
+    def data(self):
+        data = generate(seed=1, n_users=60, n_items=40, n_interactions=1500)
+        return data.tables(), data.schemas
+
+    def queries(self, tables):
+        inter = tables[DatasetKind.INTERACTIONS].slice(0, 30).to_pylist()
+        history = [(r["item_id"], r["timestamp"].timestamp()) for r in inter]
+        return [Query(history=history, num_results=10, exclude={history[0][0]}), Query(num_results=3),
+                Query(history=history[:2], candidates=["i0005", "i0001", "unknown"], num_results=5)]
