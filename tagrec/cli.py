@@ -911,54 +911,57 @@ def events_put(ctx: click.Context, group: str, user_id: str, session_id: str, it
 
 # ---- quickstart ----
 @cli.command()
-@click.option("--data", default="synthetic",
-              help="'synthetic' (seeded generator) or 'movielens:PATH' (ml-100k, ml-1m, ml-latest).")
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic (seeded generator), movielens:PATH (ml-100k, ml-1m, ml-latest), "
+                   "hetrec:PATH (HetRec 2011 folders), stackexchange:PATH (Kaggle Stack Exchange CSVs) "
+                   "or intents:PATH (clinc150, banking77, nlu-plus-plus or organisation,intent,text CSV: "
+                   "simulated support sessions).")
 @click.option("--group", default="quickstart", help="Dataset group to use (recreated).")
 @click.option("--seed", type=int, default=0, help="Seed of the synthetic data and of the evaluation split.")
-@click.option("--recipe", default="hrnn-meta", show_default=True)
+@click.option("--recipe", default=None,
+              help="Any recipe id (`tagrec recipes list`); default: the one the data fits "
+                   "(hrnn-meta, tag-popularity, tag-cooccurrence, session-tag-popularity).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
-@click.option("--evaluation", "evaluation_mode", type=click.Choice(["temporal-holdout", "item-cold-start"]),
-              default="temporal-holdout", show_default=True, help="The offline evaluation protocol.")
+@click.option("--evaluation", "evaluation_mode", default=None,
+              help="The offline evaluation protocol (default: the recipe's first), e.g. item-cold-start.")
 @click.option("--keep", is_flag=True, help="Keep the dataset group afterwards.")
 @click.pass_context
-def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str,
-               sets: tuple[str, ...], evaluation_mode: str, keep: bool) -> None:
-    """The whole path on the local platform: data → import → train → metrics vs popularity →
-    deploy a campaign → real-time events change the answer → latency → clean up."""
+def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str | None,
+               sets: tuple[str, ...], evaluation_mode: str | None, keep: bool) -> None:
+    """The whole path on the local platform: data → import → train → metrics next to the task's
+    baseline → deploy a campaign → the task's demo (for next-item: real-time events change the
+    answer) → latency → clean up."""
+    from sdk.tasks import TaskId
+    from tagrec import quickstart as qs
+
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     client = _client(ctx)
     timings["connect_s"] = time.perf_counter() - t0
     show = not _json_output(ctx)
+    kind = data.partition(":")[0]
+    recipe = recipe or qs.DEFAULT_RECIPES.get(kind, "hrnn-meta")
+    task = TaskId(client.recipes.retrieve(recipe).task)  # an unknown recipe fails here, clearly
     try:
         client.dataset_groups.delete(group, force=True)
     except NotFoundError:
         pass
     with tempfile.TemporaryDirectory(prefix="tagrec-quickstart-") as tmp:
         t = time.perf_counter()
-        if data == "synthetic":
-            from sdk.synthetic import generate
-
-            synth = generate(seed=seed)
-            paths, schemas = synth.write_csv(tmp), synth.schemas
-        elif data.startswith("movielens:"):
-            from sdk.movielens import convert
-
-            ml = convert(data.split(":", 1)[1], tmp)
-            paths, schemas = ml.paths, ml.schemas
-        else:
-            raise click.BadParameter(f"--data must be 'synthetic' or 'movielens:PATH', got {data!r}")
+        try:
+            prepared = qs.prepare(data, tmp, seed=seed)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--data") from None
         timings["prepare_s"] = time.perf_counter() - t
-        known_users = _some_users(paths[DatasetKind.INTERACTIONS], schemas[DatasetKind.INTERACTIONS])
-        sample_user = known_users[0]
+        facts = qs.sample(prepared)
         t = time.perf_counter()
-        jobs = _import_all(ctx, group, paths, schemas, "full")
+        jobs = _import_all(ctx, group, prepared.paths, prepared.schemas, "full")
         timings["import_s"] = time.perf_counter() - t
     datasets_ = client.datasets.list(group)
     t = time.perf_counter()
+    evaluation = {"seed": seed, **({"mode": evaluation_mode} if evaluation_mode else {})}
     client.solutions.create(group, name="quickstart", recipe=recipe,
-                            hyperparameters=_key_values(sets, "--set"),
-                            evaluation={"mode": evaluation_mode, "seed": seed})
+                            hyperparameters=_key_values(sets, "--set"), evaluation=evaluation)
     version = client.solution_versions.create(group, solution="quickstart")
     _training_started(group, version)
     version = _wait_version(client, group, version, show)
@@ -972,12 +975,13 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
                             solution_version=version.name)
     campaign = _wait_campaign(client, group, "quickstart", show)
     timings["deploy_s"] = time.perf_counter() - t
-    serving = _serving_demo(client, group, sample_user, known_users)
+    serving = qs.demo(task, client, group, "quickstart", facts)
     if not keep:
         client.campaigns.delete(group, "quickstart")
         client.dataset_groups.delete(group, force=True)
     result = {
         "data": data,
+        "task": task.value,
         "dataset_group": group,
         "datasets": {d.kind.value: {"rows": d.row_count, "snapshot": d.current_snapshot}
                      for d in datasets_},
@@ -1000,64 +1004,42 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     _emit(ctx, [{"dataset": k, **v} for k, v in result["datasets"].items()],
           ["dataset", "rows", "snapshot"])
     ev = version.evaluation or {}
-    detail = (f"{ev.get('holdout_last')} latest interactions each" if "holdout_last" in ev
-              else f"ranking {ev.get('held_out_items')} held-out items from their metadata")
-    out.print(f"{version.recipe} version {version.name}: {ev.get('protocol')} on "
-              f"{ev.get('test_users')} test users ({detail})")
+    shown = ", ".join(f"{k} {v}" for k, v in ev.items()
+                      if k != "protocol" and not isinstance(v, (dict, list)))
+    out.print(f"{version.recipe} ({task.value}) version {version.name}: {ev.get('protocol')} ({shown})")
     _print_table(_metrics_table(version))
-    sv = result["serving"]
-    table = Table(f"top 5 for user {sv['user']}: before the events", "after the events")
-    for a, b in zip(sv["before"][:5], sv["after"][:5]):
-        table.add_row(a, b)
-    _print_table(table)
-    out.print(f"events put: {', '.join(sv['events'])} (the answer changes at the next request)")
-    out.print(f"recommend latency over {sv['requests']} sequential requests: p50 {sv['p50_ms']:.1f} ms, "
-              f"p99 {sv['p99_ms']:.1f} ms (client-side, HTTP on 127.0.0.1)")
+    _print_demo(task, result["serving"])
     out.print(f"timings: {result['timings']}")
     console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
 
 
-def _some_users(path: Path, schema: Schema, limit: int = 200) -> list[str]:
-    """Up to `limit` distinct user ids from the start of an interactions file (CSV or Parquet)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+def _print_demo(task: Any, sv: dict[str, Any]) -> None:
+    """What the campaign answered, as the quickstart shows it."""
+    from sdk.tasks import TaskId
 
-    column = next(f.name for f in schema.fields if f.role is not None and f.role.value == "USER_ID")
-    if path.suffix == ".parquet":
-        batches: Any = pq.ParquetFile(path).iter_batches(columns=[column])
+    if task == TaskId.NEXT_ITEM:
+        table = Table(f"top 5 for user {sv['user']}: before the events", "after the events")
+        for a, b in zip(sv["before"][:5], sv["after"][:5]):
+            table.add_row(a, b)
+        _print_table(table)
+        out.print(f"events put: {', '.join(sv['events'])} (the answer changes at the next request)")
+    elif task == TaskId.USER_TAGS:
+        for user, tags in sv["profiles"].items():
+            out.print(f"tag profile of user {user}: {', '.join(t for t, _ in tags[:10])}")
+        out.print(f"an unknown user gets the fallback: {sv['unknown_user_fallback']}")
+    elif task == TaskId.ITEM_TAGS:
+        for user, tags in sv["tags_for_users"].items():
+            out.print(f"item {sv['item']}'s tags ranked for user {user}: {', '.join(tags[:10])}")
+    elif task == TaskId.TAG_SET:
+        for post in sv["posts"]:
+            out.print(f"post {post['title']!r}: generated {post['generated']} "
+                      f"(its tags: {post['true_tags']})")
     else:
-        batches = pacsv.open_csv(path, convert_options=pacsv.ConvertOptions(
-            include_columns=[column], column_types={column: pa.string()}))
-    users: dict[str, None] = {}
-    for batch in batches:
-        for user in batch.column(0).cast(pa.string()).to_pylist():
-            users[user] = None
-            if len(users) >= limit:
-                return list(users)
-    return list(users)
-
-
-def _serving_demo(client: Client, group: str, user: str, users: list[str],
-                  requests: int = 100) -> dict[str, Any]:
-    """Recommend for a user, put events, recommend again; then time sequential requests."""
-    before = client.campaigns.recommend(group, "quickstart", user_id=user, num_results=10)
-    clicked = [i.item_id for i in before.items[5:8]]  # the user picks items 6-8 of the list
-    now = time.time()
-    client.events.put(group, user_id=user, session_id="quickstart", events=[
-        {"item_id": item, "event_id": f"quickstart-{k}", "event_type": "click", "event_value": 1.0,
-         "timestamp": now + k} for k, item in enumerate(clicked)])
-    after = client.campaigns.recommend(group, "quickstart", user_id=user, num_results=10)
-    latencies = []
-    for k in range(requests):
-        t0 = time.perf_counter()
-        client.campaigns.recommend(group, "quickstart", user_id=users[k % len(users)])
-        latencies.append((time.perf_counter() - t0) * 1000)
-    latencies.sort()
-    return {"user": user, "events": clicked, "before": [i.item_id for i in before.items],
-            "after": [i.item_id for i in after.items], "requests": requests,
-            "p50_ms": round(latencies[len(latencies) // 2], 2),
-            "p99_ms": round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2)}
+        for k, step in enumerate(sv["steps"]):
+            out.print(f"session step {k + 1} in {sv['organisation']}: offered {step['offered']}, "
+                      f"questions {step['questions']}")
+    out.print(f"latency over {sv['requests']} sequential requests: p50 {sv['p50_ms']:.1f} ms, "
+              f"p99 {sv['p99_ms']:.1f} ms (client-side, HTTP on 127.0.0.1)")
 
 
 def _output_of(args: list[str]) -> str:

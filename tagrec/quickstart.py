@@ -1,0 +1,172 @@
+"""The quickstart's data and demos, per task (`tagrec quickstart`, what `make demo` runs).
+
+`prepare(data, out_dir, seed)` turns a `--data` spec into dataset files + schemas and says which
+recipe fits them by default:
+
+| `--data` | datasets | default recipe (task) |
+|---|---|---|
+| `synthetic` | seeded interactions, items, users | hrnn-meta (next-item) |
+| `movielens:PATH` | ml-100k / ml-1m / ml-latest | hrnn-meta (next-item) |
+| `hetrec:PATH` | HetRec 2011 tag assignments + item metadata | tag-popularity (user-tags) |
+| `stackexchange:PATH` | Stack Exchange posts: text + tags | tag-cooccurrence (tag-set) |
+| `intents:PATH` | intent corpus → simulated support sessions | session-tag-popularity (session-tags) |
+
+`demo(task, client, group, campaign, sample)` shows what a campaign of the task answers (a user's
+next items before and after real-time events; a user's tag profile; an item's tags ranked for two
+users; the tags of posts next to their true ones; the next tags along a support session) and
+times 100 sequential requests. Only the SDK is used (no torch, no ray).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sdk import Client
+from sdk.tasks import TaskId
+from sdk.types import DatasetKind, Role, Schema
+
+__all__ = ["DEFAULT_RECIPES", "Prepared", "demo", "prepare"]
+
+DEFAULT_RECIPES = {"synthetic": "hrnn-meta", "movielens": "hrnn-meta", "hetrec": "tag-popularity",
+                   "stackexchange": "tag-cooccurrence", "intents": "session-tag-popularity"}
+
+
+@dataclass
+class Prepared:
+    kind: str  # synthetic, movielens, hetrec, stackexchange, intents
+    paths: dict[DatasetKind, Path]
+    schemas: dict[DatasetKind, Schema]
+    notes: dict[str, Any]
+
+
+def prepare(data: str, out_dir: str | Path, seed: int = 0) -> Prepared:
+    """Dataset files for `--data` (see the module docstring); ValueError on an unknown spec."""
+    kind, _, path = data.partition(":")
+    if kind == "synthetic" and not path:
+        from sdk.synthetic import generate
+
+        synth = generate(seed=seed)
+        return Prepared(kind, synth.write_csv(out_dir), synth.schemas, {})
+    if kind in ("movielens", "hetrec", "stackexchange", "intents") and path:
+        module = __import__(f"sdk.{kind}", fromlist=["convert"])
+        extra = {"seed": seed} if kind == "intents" else {}
+        converted = module.convert(path, out_dir, **extra)
+        notes = {k: getattr(converted, k) for k in ("format", "stats", "skipped_rows")
+                 if hasattr(converted, k)}
+        return Prepared(kind, dict(converted.paths), dict(converted.schemas), notes)
+    raise ValueError(f"--data must be synthetic, movielens:PATH, hetrec:PATH, stackexchange:PATH or "
+                     f"intents:PATH, got {data!r}")
+
+
+def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
+    """Ids and texts from the start of the files, to ask the campaign about."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    def head(kind: DatasetKind) -> list[dict[str, Any]]:
+        path = prepared.paths.get(kind)
+        if path is None:
+            return []
+        if path.suffix == ".parquet":
+            table = pq.ParquetFile(path).iter_batches(batch_size=limit)
+            return pa.Table.from_batches([next(table)]).to_pylist()
+        return pacsv.read_csv(path).slice(0, limit).to_pylist()
+
+    def col(kind: DatasetKind, role: Role) -> str | None:
+        schema = prepared.schemas.get(kind)
+        f = schema.field_for(role) if schema else None
+        return f.name if f else None
+
+    inter, items = head(DatasetKind.INTERACTIONS), head(DatasetKind.ITEMS)
+    u, i, s, t = (col(DatasetKind.INTERACTIONS, r) for r in (Role.USER_ID, Role.ITEM_ID, Role.SESSION_ID,
+                                                              Role.TAGS))
+    out: dict[str, Any] = {
+        "users": list(dict.fromkeys(r[u] for r in inter if u and r.get(u) is not None)),
+        "items": list(dict.fromkeys(r[i] for r in inter if i and r.get(i) is not None)),
+        "sessions": list(dict.fromkeys(r[s] for r in inter if s and r.get(s) is not None)),
+        "organisations": list(dict.fromkeys(r["organisation"] for r in inter + items
+                                            if r.get("organisation"))),
+    }
+    if u and i:  # users of the most tagged item (item-tags)
+        by_item: dict[str, list[str]] = {}
+        for r in inter:
+            if r.get(i) is not None and r.get(u) is not None and (not t or r.get(t)):
+                by_item.setdefault(r[i], []).append(r[u])
+        if by_item:
+            best = max(by_item, key=lambda k: len(set(by_item[k])))
+            out["tagged_item"], out["its_users"] = best, list(dict.fromkeys(by_item[best]))
+    text_cols = [f.name for f in prepared.schemas[DatasetKind.ITEMS].fields if f.type.value == "text"] \
+        if DatasetKind.ITEMS in prepared.schemas else []
+    tag_col = col(DatasetKind.ITEMS, Role.TAGS)
+    out["posts"] = [{"fields": {c: str(r[c])[:2000] for c in text_cols if r.get(c)},
+                     "tags": list(r.get(tag_col) or []) if tag_col else []}
+                    for r in items[-20:] if any(r.get(c) for c in text_cols)]
+    return out
+
+
+def _latency(call: Callable[[int], Any], requests: int = 100) -> dict[str, float]:
+    times = []
+    for k in range(requests):
+        t0 = time.perf_counter()
+        call(k)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"requests": requests, "p50_ms": round(times[len(times) // 2], 2),
+            "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2)}
+
+
+def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """Ask the campaign what its task answers (see the module docstring); a JSON-able summary."""
+    c = client.campaigns
+    if task == TaskId.NEXT_ITEM:
+        users = facts["users"]
+        user = users[0]
+        before = c.recommend(group, campaign, user_id=user, num_results=10)
+        clicked = [x.item_id for x in before.items[5:8]]  # the user picks items 6-8 of the list
+        now = time.time()
+        client.events.put(group, user_id=user, session_id="quickstart", events=[
+            {"item_id": item, "event_id": f"quickstart-{k}", "event_type": "click", "event_value": 1.0,
+             "timestamp": now + k} for k, item in enumerate(clicked)])
+        after = c.recommend(group, campaign, user_id=user, num_results=10)
+        return {"user": user, "events": clicked, "before": [x.item_id for x in before.items],
+                "after": [x.item_id for x in after.items],
+                **_latency(lambda k: c.recommend(group, campaign, user_id=users[k % len(users)]))}
+    if task == TaskId.USER_TAGS:
+        users = facts["users"]
+        profiles = {u: [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=u).tags]
+                    for u in users[:2]}
+        return {"profiles": profiles, "unknown_user_fallback":
+                c.recommend_tags(group, campaign, user_id="quickstart-nobody").fallback,
+                **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)]))}
+    if task == TaskId.ITEM_TAGS:
+        item, users = facts.get("tagged_item"), facts.get("its_users") or facts["users"]
+        ranked = {u: [t.tag for t in c.recommend_tags(group, campaign, user_id=u, item_id=item).tags]
+                  for u in users[:2]}
+        return {"item": item, "tags_for_users": ranked,
+                **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)],
+                                                      item_id=item))}
+    if task == TaskId.TAG_SET:
+        posts = facts["posts"][:3]
+        shown = [{"title": next(iter(p["fields"].values()), "")[:80], "true_tags": p["tags"],
+                  "generated": [t.tag for t in c.generate_tags(group, campaign, fields=p["fields"]).tags]}
+                 for p in posts]
+        return {"posts": shown, **_latency(
+            lambda k: c.generate_tags(group, campaign, fields=posts[k % len(posts)]["fields"]))}
+    # session-tags: a new session in an organisation, clicking the first tag offered each time
+    org = (facts.get("organisations") or [None])[0]
+    steps, events = [], []
+    for _ in range(3):
+        answer = c.next_tags(group, campaign, session_id="quickstart-session", organisation=org,
+                             events=events)
+        steps.append({"offered": [t.tag for t in answer.tags],
+                      "questions": [q.item_id for q in answer.questions]})
+        if not answer.tags:
+            break
+        events = [*events, {"tag": answer.tags[0].tag}]
+    return {"organisation": org, "steps": steps, **_latency(
+        lambda k: c.next_tags(group, campaign, session_id=f"quickstart-{k}", organisation=org))}
