@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from recipes import RECIPE_IDS
 from tests.conftest import INTERACTIONS_SCHEMA, SHARED_DATA, free_port
 
 pytestmark = pytest.mark.integration
@@ -112,7 +113,7 @@ def test_quickstart_imports_then_needs_ray_to_train(env: dict[str, str]) -> None
 
 def test_recipes(env: dict[str, str]) -> None:
     recipes = json.loads(run(env, "-o", "json", "recipes", "list").stdout)
-    assert [r["id"] for r in recipes] == ["hrnn-meta"]
+    assert [r["id"] for r in recipes] == list(RECIPE_IDS) and "hrnn-meta" in RECIPE_IDS
     info = json.loads(run(env, "-o", "json", "recipes", "describe", "hrnn-meta").stdout)
     assert info["required_datasets"] == {"interactions": ["USER_ID", "ITEM_ID", "TIMESTAMP"]}
     assert (info["defaults"]["hidden_size"], info["defaults"]["bptt"]) == (43, 32)

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from recipes import RECIPE_IDS
 from sdk import BadRequestError, Client, ConflictError, NotFoundError, SolutionVersion, Status
 from store import Keys, Store, StoreConfig, now_iso
 from tests.conftest import INTERACTIONS_SCHEMA, Platform, unique
@@ -74,9 +75,9 @@ def assert_training_cannot_start(v: SolutionVersion) -> None:
 
 def test_recipes_list_and_retrieve(client: Client) -> None:
     recipes = client.recipes.list()
-    assert [r.id for r in recipes] == [RECIPE]
+    assert [r.id for r in recipes] == list(RECIPE_IDS) and RECIPE in RECIPE_IDS
     info = client.recipes.retrieve(RECIPE)
-    assert info == recipes[0]
+    assert info == recipes[list(RECIPE_IDS).index(RECIPE)]
     assert info.task == "next-item" and info.paper and info.description
     assert info.required_datasets == {"interactions": ["USER_ID", "ITEM_ID", "TIMESTAMP"]}
     assert info.optional_datasets == {"items": ["ITEM_ID", "TAGS"], "users": ["USER_ID"]}
@@ -359,7 +360,7 @@ def test_another_tenant_sees_none_of_it(platform: Platform, client: Client, trai
             with pytest.raises(NotFoundError) as e:
                 call()
             assert e.value.message == f"dataset group {trainable_group!r} not found"
-        assert [r.id for r in b.recipes.list()] == [RECIPE]
+        assert [r.id for r in b.recipes.list()] == list(RECIPE_IDS)
     assert client.solutions.retrieve(trainable_group, sol.name) == sol
 
 
