@@ -18,6 +18,9 @@ __all__ = ["RECIPE_IDS", "get_recipe"]
 _PACKAGES = {
     "hrnn-meta": "recipes.hrnn_meta",
     "item-popularity": "recipes.item_popularity",
+    "session-tag-popularity": "recipes.session_tag_popularity",
+    "tag-popularity": "recipes.tag_popularity",
+    "item-tag-frequency": "recipes.item_tag_frequency",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 

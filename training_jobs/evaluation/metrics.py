@@ -10,9 +10,17 @@ with at least one relevant item. For a user with relevant set ``R`` and ranked l
 * ``ndcg@k = sum_{r < k} 1 / log2(r + 2)  /  sum_{i < min(k, |R|)} 1 / log2(i + 2)``
 * ``mrr = 1 / (min r + 1)`` over the whole list given, 0 if no relevant item is in it
 * ``coverage@k`` = distinct items in the evaluated users' top-k / ``catalog_size``
+* ``precision_minrel@k = |{r < k}| / min(k, |R|)`` (:func:`precision_minrel`; UTPM's Prec@K,
+  Eq. 5: a user with fewer than k relevant ids can still reach 1)
 
 These match ranx (``precision@k``, ``recall@k``, ``ndcg@k``, ``hit_rate@k``, ``mrr``), checked in
 the tests. A relevant item repeated in a list counts once, at its first position.
+
+Set metrics (:func:`set_metrics`, the tag-set task): each case's answer is a tag set whose first
+``k`` tags are compared with the true set ``R`` (``h`` tags in common): ``precision@k = h / k``
+and ``recall@k = h / |R|`` (the SOG paper's P@K and R@K, §4.1.2: the same values as
+:func:`ranking_metrics`), and ``f1@k = 2h / (k + |R|)``, their harmonic mean; each is averaged over
+the cases (macro, as the paper averages over posts).
 
 Perplexity (:func:`perplexity`) is ``exp(-mean(log p))`` of the held-out targets. A model gives a
 target it never saw in training probability 0, which would make it infinite; so model
@@ -32,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_KS", "UNSEEN_MASS", "compare", "perplexity", "ranking_metrics", "smooth_log_probs"]
+__all__ = ["DEFAULT_KS", "UNSEEN_MASS", "compare", "perplexity", "precision_minrel", "ranking_metrics",
+           "set_metrics", "smooth_log_probs"]
 
 DEFAULT_KS: tuple[int, ...] = (5, 10, 25)
 
@@ -79,6 +88,68 @@ def ranking_metrics(
     out = _summarize(hit_ranks, n_rel, ks)
     if catalog_size is not None:
         out.update(_coverage([ranked.get(u, ()) for u in users], ks, catalog_size))
+    return out
+
+
+def precision_minrel(
+    ranked: Mapping[Any, Sequence[Any]],
+    relevant: Mapping[Any, Collection[Any]],
+    ks: Sequence[int] = DEFAULT_KS,
+) -> dict[str, float]:
+    """UTPM's precision (Eq. 5): relevant ids in the top k / ``min(k, |R|)``, averaged over the
+    users with at least one relevant id (as :func:`ranking_metrics`).
+
+    Returns:
+        ``{"precision_minrel@1": ..., ...}`` (plain floats).
+
+    Raises:
+        ValueError: If no user has a relevant id, or on a bad k.
+    """
+    ks = _check_ks(ks)
+    users = [u for u, rel in relevant.items() if len(rel) > 0]
+    if not users:
+        raise ValueError("no user has a relevant item: nothing to evaluate")
+    hits = np.zeros((len(users), len(ks)))
+    n_rel = np.empty(len(users))
+    for i, u in enumerate(users):
+        rel = relevant[u]
+        rel_set = rel if isinstance(rel, (set, frozenset)) else set(rel)
+        n_rel[i] = len(rel_set)
+        ranks = _hit_ranks(ranked.get(u, ()), rel_set)
+        hits[i] = [(ranks < k).sum() for k in ks]
+    return {f"precision_minrel@{k}": float(np.mean(hits[:, j] / np.minimum(k, n_rel)))
+            for j, k in enumerate(ks)}
+
+
+def set_metrics(answers: Sequence[Sequence[Any]], relevant: Sequence[Collection[Any]],
+                ks: Sequence[int]) -> dict[str, float]:
+    """Precision, recall and F1 of each answer's first k ids against its true set, at each k,
+    averaged over the cases with a true set (module docstring).
+
+    Args:
+        answers: Each case's answer, best first (a repeated id counts once).
+        relevant: Each case's true ids, in the same order. Cases with none are ignored.
+        ks: Cut-offs.
+
+    Returns:
+        ``{"precision@1": ..., "recall@1": ..., "f1@1": ..., ...}`` (plain floats).
+
+    Raises:
+        ValueError: If no case has a true id, the lengths differ, or on a bad k.
+    """
+    ks = _check_ks(ks)
+    if len(answers) != len(relevant):
+        raise ValueError(f"{len(answers)} answers for {len(relevant)} cases")
+    cases = [(list(dict.fromkeys(a)), set(r)) for a, r in zip(answers, relevant) if len(r) > 0]
+    if not cases:
+        raise ValueError("no case has a true tag: nothing to evaluate")
+    out: dict[str, float] = {}
+    for k in ks:
+        hits = np.array([len(rel.intersection(a[:k])) for a, rel in cases], dtype=np.float64)
+        n_rel = np.array([len(rel) for _, rel in cases], dtype=np.float64)
+        out[f"precision@{k}"] = float(np.mean(hits / k))
+        out[f"recall@{k}"] = float(np.mean(hits / n_rel))
+        out[f"f1@{k}"] = float(np.mean(2.0 * hits / (k + n_rel)))
     return out
 
 
