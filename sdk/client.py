@@ -239,7 +239,10 @@ class Client:
             except httpx.TimeoutException as e:
                 error: TagrecError = APITimeoutError(f"{method} {path} timed out: {e}")
             except httpx.TransportError as e:
-                error = APIConnectionError(f"{method} {path}: cannot reach {self.base_url}: {e}")
+                target = path if path.startswith(("http://", "https://")) else self.base_url
+                hint = (" (a campaign endpoint: is the campaign ACTIVE? after a restart campaigns take a "
+                        "little while to come back)" if target != self.base_url else "")
+                error = APIConnectionError(f"{method} {path}: cannot reach {_origin(target)}: {e}{hint}")
             else:
                 if response.is_success:
                     return response
@@ -255,7 +258,7 @@ class Client:
         asked = _retry_after(response)
         if asked is not None:
             return asked
-        delay = min(self.initial_retry_delay * 2**attempt, self.max_retry_delay)
+        delay: float = min(self.initial_retry_delay * 2**attempt, self.max_retry_delay)
         return delay * (1 - 0.25 * random.random())
 
     def listing(self, path: str, parse: Callable[[Any], T], *, page_size: int = 100) -> Listing[T]:
@@ -283,6 +286,12 @@ class Client:
     def new_idempotency_key() -> str:
         """A fresh idempotency key (a uuid4)."""
         return str(uuid.uuid4())
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL (what could not be reached)."""
+    parts = urlparse(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
 
 def _error_from(response: httpx.Response) -> TagrecError:

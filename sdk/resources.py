@@ -381,7 +381,9 @@ class Solutions(_Collection):
         resp = self._client.request(
             "POST",
             f"/v1/dataset-groups/{_seg(dataset_group)}/solutions",
-            json=body.model_dump(mode="json"),
+            # Only what was given: the server applies its defaults (an older server knows no
+            # newer field), and the answer shows them all.
+            json=body.model_dump(mode="json", exclude_unset=True),
             idempotency_key=idempotency_key or self._client.new_idempotency_key(),
         )
         return Solution.model_validate(resp.json())
@@ -571,18 +573,22 @@ class Campaigns(_Collection):
                 (``last_update_failure``; the previous version keeps serving).
             WaitTimeoutError: Not settled within `timeout` seconds.
         """
-        def settled() -> Any:
+        def settled() -> Campaign | _Settled:
             c = self.retrieve(dataset_group, name)
             if c.last_update_failure and not c.pending_update:  # the old version still serves
                 raise ResourceFailedError(c.model_copy(update={"failure_reason": c.last_update_failure}))
             return _Settled(c) if c.pending_update else c
 
-        def progress(c: Any) -> None:
-            if on_progress is not None:
-                on_progress(getattr(c, "inner", c))
+        def unwrap(c: Campaign | _Settled) -> Campaign:
+            return c.inner if isinstance(c, _Settled) else c
 
-        return _wait(settled, timeout=timeout, poll_interval=poll_interval, on_progress=progress,
-                     sleep=self._client._sleep)
+        def progress(c: Campaign | _Settled) -> None:
+            if on_progress is not None:
+                on_progress(unwrap(c))
+
+        # Never a _Settled (its status is not terminal); unwrap narrows the type.
+        return unwrap(_wait(settled, timeout=timeout, poll_interval=poll_interval, on_progress=progress,
+                            sleep=self._client._sleep))
 
     def _endpoint(self, dataset_group: str, name: str) -> str:
         endpoint = self._endpoints.get((dataset_group, name))

@@ -846,6 +846,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         update = {k: target[k] for k in (*change, "recipe", "task") if k in target}
 
         def start(d: dict[str, Any]) -> dict[str, Any]:
+            if d["status"] == Status.CREATE_FAILED.value:
+                raise ApiError(409, "conflict", f"campaign {campaign!r} failed ({d.get('failure_reason')}): "
+                               "it cannot be updated; delete it and create it again")
             if d["status"] != Status.ACTIVE.value or d.get("pending_update"):
                 raise ApiError(409, "conflict", f"campaign {campaign!r} is {d['status']}"
                                + (" with an update rolling out" if d.get("pending_update") else "")

@@ -82,6 +82,7 @@ UNAUTHENTICATED = json.dumps({"error": {"type": "unauthenticated", "field": None
 # Every runtime verb of every task is a POST route; a campaign answers its task's verbs and
 # refuses the others with a 400 naming the tasks that serve them.
 _ROUTES = {**{verb: "POST" for verb in VERB_REQUESTS}, "healthz": "GET"}
+_SUBMIT = threading.RLock()  # one Serve app submission at a time in this process (see `deploy`)
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -420,9 +421,10 @@ _catch_all_store: dict[str, Any] | None = None  # the store config this process 
 
 
 def _run_catch_all(store_config: dict[str, Any] | None) -> None:
-    serve.run(serve.deployment(NotFoundApp, name="not-found", num_replicas=1, max_surge_percent=100,
-                               ray_actor_options={"num_cpus": 0}).bind(store_config),
-              name=_CATCH_ALL, route_prefix="/")
+    with _SUBMIT:
+        serve.run(serve.deployment(NotFoundApp, name="not-found", num_replicas=1, max_surge_percent=100,
+                                   ray_actor_options={"num_cpus": 0}).bind(store_config),
+                  name=_CATCH_ALL, route_prefix="/")
 
 
 def ensure_serve(host: str = "127.0.0.1", port: int = 8000,
@@ -447,9 +449,12 @@ def _ensure_catch_all(store_config: dict[str, Any]) -> None:
 
 
 def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict[str, Any], *,
-           replica_cpus: float = 0.25) -> None:
+           replica_cpus: float = 0.25, timeout_s: float = 600.0) -> None:
     """Deploy or update a campaign's application; returns once the new replicas are healthy
-    (raises if they cannot start)."""
+    (raises if they cannot start). Safe to call from several threads at once: submissions are
+    serialized (Serve registers modules for pickling process-wide while it serializes an app,
+    and two threads doing so at once broke a deployment: "... is not registered for pickle by
+    value"); the waits for replicas run in parallel."""
     from ray.serve.config import BackpressureConfig
 
     options: dict[str, Any] = {
@@ -472,8 +477,29 @@ def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict
     app = serve.deployment(CampaignServer, **options).bind(store_config, tenant, group, campaign["name"],
                                                    campaign["solution"], campaign["solution_version"])
     _ensure_catch_all(store_config)
-    serve.run(app, name=app_name(tenant, group, campaign["name"]),
-              route_prefix=endpoint_path(tenant, group, campaign["name"]))
+    name = app_name(tenant, group, campaign["name"])
+    with _SUBMIT:  # Serve pickles the app with process-global cloudpickle registrations
+        serve.run_many([serve.RunTarget(app, name=name, route_prefix=endpoint_path(tenant, group,
+                                                                                   campaign["name"]))],
+                       wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
+    _wait_running(name, timeout_s)
+
+
+def _wait_running(name: str, timeout_s: float) -> None:
+    """Until the application `name` is RUNNING (its new replicas healthy); raises if it fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications.get(name)
+        state = str(getattr(status, "status", "NOT_STARTED")).rsplit(".", 1)[-1]
+        if state == "RUNNING":
+            return
+        if state in ("DEPLOY_FAILED", "UNHEALTHY"):
+            message = (getattr(status, "message", "") or "").strip().splitlines()
+            raise RuntimeError(f"the campaign's replicas did not start ({state}): "
+                               f"{message[0][:300] if message else 'no reason given'}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the campaign's replicas were not healthy within {timeout_s:.0f} s")
+        time.sleep(0.5)
 
 
 def undeploy(tenant: str, group: str, campaign: str) -> None:

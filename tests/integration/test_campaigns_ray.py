@@ -79,6 +79,23 @@ def test_another_tasks_verb_is_a_400_naming_the_task(deployed) -> None:
     assert health["task"] == "next-item"
 
 
+def test_campaigns_deployed_at_the_same_time_all_come_up(deployed) -> None:
+    """A restart redeploys every live campaign at once, one thread each: two concurrent
+    submissions once broke one ("... is not registered for pickle by value")."""
+    client, group, solution, version, histories, _ = deployed
+    names = ["twin-a", "twin-b", "twin-c"]
+    for name in names:
+        client.campaigns.create(group, name=name, solution=solution, solution_version=version)
+    try:
+        for name in names:
+            c = client.campaigns.wait(group, name, timeout=240)
+            assert c.status == Status.ACTIVE, c.failure_reason
+            assert client.campaigns.recommend(group, name, user_id=sorted(histories)[0]).items
+    finally:
+        for name in names:
+            client.campaigns.delete(group, name)
+
+
 def test_requests_are_validated_and_isolated(deployed, ray_platform: Platform) -> None:
     _, _, _, _, histories, c = deployed
     user = sorted(histories)[0]

@@ -591,3 +591,17 @@ def test_tag_verbs_post_their_task_requests_and_read_answers_leniently(client: C
         client.campaigns.generate_tags("g", "c")
     with pytest.raises(ValueError, match="exactly one of tag and item_id"):
         client.campaigns.next_tags("g", "c", session_id="s1", events=[{"tag": "a", "item_id": "b"}])
+
+
+def test_an_unreachable_campaign_endpoint_is_named_not_the_control_plane(client: Client,
+                                                                         server: FakeServer) -> None:
+    from tests.conftest import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/campaigns/abc"  # nothing listens there
+    client.campaigns._endpoints[("g", "c")] = dead
+    client.max_retries = 0
+    with pytest.raises(sdk.APIConnectionError) as e:
+        client.campaigns.recommend("g", "c", user_id="u1")
+    message = str(e.value)
+    assert f"cannot reach {dead.rsplit('/campaigns', 1)[0]}" in message and client.base_url not in message
+    assert "is the campaign ACTIVE" in message
