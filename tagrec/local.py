@@ -208,7 +208,28 @@ def up(*, store_uri: str | None = None, port: int | None = None, executor: str =
     _state_path().write_text(json.dumps(info.__dict__))
     write_profile(profile, url, _ensure_key(store, profile, url))
     say(f"started the local platform at {url} (store {store_uri}, log {log_path})")
+    live = _live_campaigns(store)
+    if live:
+        say(f"{live} live campaign(s) are being deployed again in the background (about 20-60 s); "
+            "`tagrec campaigns list -g GROUP` shows when they are ACTIVE")
     return info
+
+
+def _live_campaigns(store: Store) -> int:
+    """Campaigns the platform redeploys at start (ACTIVE or with an update rolling out)."""
+    from store import Keys
+    from store.tenants import list_tenants
+
+    count = 0
+    try:
+        for tenant in list_tenants(store.registry):
+            keys = Keys(tenant)
+            for group in store.registry.list(keys.groups(), "/group.json"):
+                count += sum(1 for c in store.registry.list(keys.campaigns(group["name"]), ".json")
+                             if c.get("status") == "ACTIVE" or c.get("pending_update"))
+    except Exception:  # noqa: BLE001 - only a message depends on it
+        return 0
+    return count
 
 
 def down(timeout: float = 30.0) -> bool:
