@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -548,7 +549,9 @@ def simulate_sessions(
 
     org_share = np.array([len(by_org[o]) for o in orgs], float)
     org_share /= org_share.sum()
-    popularity, successors, transitions = {}, {}, {}
+    popularity: dict[str, npt.NDArray[np.float64]] = {}
+    successors: dict[int, list[int]] = {}  # question -> the questions asked after it
+    transitions: dict[int, npt.NDArray[np.float64]] = {}  # question -> P(each successor)
     for o in orgs:
         members = by_org[o]
         ranks = rng.permutation(len(members)) + 1
@@ -664,13 +667,16 @@ def _schemas() -> dict[DatasetKind, Schema]:
         DatasetKind.INTERACTIONS: Schema(fields=[
             f("user_id", FieldType.STRING, Role.USER_ID),
             f("session_id", FieldType.STRING, Role.SESSION_ID),
-            # Null on tag clicks (the click names a tag, not a question). The contract today
-            # forces ITEM_ID non-null; accepting a null ITEM_ID on rows with TAGS is issue 10's.
+            # Null on tag clicks (the click names a tag, not a question): a nullable ITEM_ID next
+            # to TAGS; every row carries an item or a tag.
             f("item_id", FieldType.STRING, Role.ITEM_ID, nullable=True),
             f("timestamp", FieldType.TIMESTAMP, Role.TIMESTAMP),
-            f("event_type", FieldType.STRING, Role.EVENT_TYPE),
-            f("tags", FieldType.CATEGORICAL, Role.TAGS),
-            f("organisation", FieldType.STRING),
+            # Nullable so real-time events fit the dataset (events.put: a tag click is
+            # {"tags": [...]}, a question click {"item_id": ...}): they carry no organisation
+            # and may carry no event type.
+            f("event_type", FieldType.STRING, Role.EVENT_TYPE, nullable=True),
+            f("tags", FieldType.CATEGORICAL, Role.TAGS, nullable=True),
+            f("organisation", FieldType.STRING, nullable=True),
         ]),
         DatasetKind.ITEMS: Schema(fields=[
             f("item_id", FieldType.STRING, Role.ITEM_ID),

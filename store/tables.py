@@ -4,6 +4,8 @@ Every source column is converted by `conform`, which either returns a batch type
 `arrow_schema(schema)` or raises `DataError` naming the column, the problem, and the first
 offending rows (1-based data rows, the header not counted). Text may not hold NUL bytes, and a
 nested source column (a Parquet list or struct) fits only a categorical field, as a flat list.
+Where an interactions ITEM_ID is nullable (next to a TAGS field: a row without an item is a tag
+click), every row must carry an item or at least one non-empty tag.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sdk.types import FieldType, Schema, SchemaField
+from sdk.types import FieldType, Role, Schema, SchemaField
 
 __all__ = ["DataError", "arrow_schema", "arrow_type", "conform", "MAX_REPORTED_ROWS"]
 
@@ -266,7 +268,8 @@ def conform(batch: pa.RecordBatch | pa.Table, schema: Schema, first_row: int) ->
 
     Raises:
         DataError: a column is missing or nested where a scalar is expected, a value does not
-            convert or holds a NUL byte, or a non-nullable field is empty.
+            convert or holds a NUL byte, a non-nullable field is empty, or a row has neither
+            an item nor a tag.
     """
     if isinstance(batch, pa.Table):
         batch = batch.combine_chunks().to_batches()[0] if batch.num_rows else \
@@ -295,4 +298,27 @@ def conform(batch: pa.RecordBatch | pa.Table, schema: Schema, first_row: int) ->
                 rows=rows,
             )
         columns.append(col)
-    return pa.RecordBatch.from_arrays(columns, schema=arrow_schema(schema))
+    out = pa.RecordBatch.from_arrays(columns, schema=arrow_schema(schema))
+    _check_item_or_tag(out, schema, first_row)
+    return out
+
+
+def _check_item_or_tag(batch: pa.RecordBatch, schema: Schema, first_row: int) -> None:
+    """A row without an item (a nullable ITEM_ID) is a tag click: it needs a non-empty tag."""
+    item, tags = schema.field_for(Role.ITEM_ID), schema.field_for(Role.TAGS)
+    if item is None or tags is None or not item.nullable or not batch.column(item.name).null_count:
+        return
+    lists = batch.column(tags.name)
+    nonempty = pc.fill_null(pc.greater(pc.utf8_length(lists.values), 0), False).to_numpy(zero_copy_only=False)
+    total = np.concatenate(([0], np.cumsum(nonempty)))
+    offsets = lists.offsets.to_numpy()
+    has_tag = (total[offsets[1:]] > total[offsets[:-1]]) & lists.is_valid().to_numpy(zero_copy_only=False)
+    empty = batch.column(item.name).is_null().to_numpy(zero_copy_only=False) & ~has_tag
+    if empty.any():
+        bad = np.flatnonzero(empty)
+        rows = [first_row + int(i) for i in bad[:MAX_REPORTED_ROWS]]
+        raise DataError(
+            f"row {rows[0]} has neither an item nor a tag: column {item.name!r} (role ITEM_ID) is empty "
+            f"and column {tags.name!r} (role TAGS) holds no tag; a row without an item is a tag click and "
+            f"needs one. {len(bad)} such row(s), first at rows {', '.join(map(str, rows))}",
+            column=item.name, rows=rows)
