@@ -13,8 +13,11 @@ One version, start to end (run as a Ray task by the control plane, `version_task
    a count-based recipe is fitted without one). Rank 0 writes the progress (epoch, loss,
    events/s) to the version and reads stop requests.
 4. Evaluate the trained predictor with the protocol, through `predict_batch` (what a campaign
-   calls), next to the task's baseline on the same cases; write `metrics.json` and the portable
-   artifact to `model/`.
+   calls), next to the task's baseline on the same cases.
+5. Refit on all the data (`evaluation.refit`, the default): the held-out part is the newest data,
+   and the served model should know it, as a managed service's does; the recorded metrics are
+   the evaluated model's (`served_model` says which model the artifact is). Then write
+   `metrics.json` and the portable artifact to `model/`.
 
 Status: CREATE_PENDING → CREATE_IN_PROGRESS → ACTIVE | CREATE_FAILED; a stop request makes it
 CREATE_STOPPING → CREATE_STOPPED at the next epoch end (or phase boundary).
@@ -103,15 +106,15 @@ class EpochProgress:
     """The on_epoch callback sent to the Ray Train workers: writes the epoch's figures to the
     version record and answers whether a stop was requested (pickles: plain fields only)."""
 
-    def __init__(self, store_config: dict[str, Any], key: str) -> None:
-        self.store_config, self.key = store_config, key
+    def __init__(self, store_config: dict[str, Any], key: str, phase: str = "training") -> None:
+        self.store_config, self.key, self.phase = store_config, key, phase
 
     def __call__(self, metrics: dict[str, Any]) -> bool:
         seconds = float(metrics.get("seconds") or 0.0)
         try:
             record = _Record(Store(StoreConfig(**self.store_config)), self.key)
             record.set(progress={
-                "phase": "training", "epoch": int(metrics["epoch"]) + 1,
+                "phase": self.phase, "epoch": int(metrics["epoch"]) + 1,
                 "epochs": int(metrics["epochs"]), "loss": float(metrics["loss"]),
                 "events_per_second": (metrics["events"] / seconds) if seconds > 0 else None,
                 "resumed_from_epoch": metrics.get("resumed_from_epoch")})
@@ -286,12 +289,31 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         predictor = spec.predictor_cls.load(tmp / "model")
         report = protocol.evaluate(predictor, split, schemas, evaluation)
         timings["evaluate_seconds"] = time.perf_counter() - t0
+        served = tmp / "model"
+        if evaluation.refit:  # serve a model of all the data, held-out (newest) part included
+            phase("refitting", epochs=doc["hyperparameters"].get("epochs"))
+            t0 = time.perf_counter()
+            refit = train_recipe(
+                spec.id, doc["hyperparameters"], tables, schemas=schemas, artifact_dir=tmp / "served",
+                checkpoint_path=store.backend.path(f"{version_prefix}/checkpoints"),
+                checkpoint_fs=store.backend.filesystem, run_name="refit",
+                scaling=ScalingSpec(workers=scaling.workers, cpus_per_worker=scaling.cpus_per_worker,
+                                    gpus_per_worker=scaling.gpus_per_worker,
+                                    max_failures=scaling.max_failures),
+                on_epoch=EpochProgress(store.config.as_dict(), key, phase="refitting"))
+            timings["refit_seconds"] = time.perf_counter() - t0
+            if refit.stopped:
+                raise _Stopped()
+            training = {**training, "refit": {"epochs": refit.epochs, "events": refit.events,
+                                              "wall_seconds": refit.train_seconds}}
+            record.set(training=training)
+            served = tmp / "served"
         # 5. save: the artifact, then the metrics, then the record says ACTIVE
         phase("saving")
         t0 = time.perf_counter()
         model_key = f"{version_prefix}/model"
         store.backend.delete_prefix(model_key)
-        pafs.copy_files(str(tmp / "model"), store.backend.path(model_key),
+        pafs.copy_files(str(served), store.backend.path(model_key),
                         source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=store.backend.filesystem)
         metrics_doc = {**report, "evaluation": split.description, "snapshots":
@@ -305,6 +327,7 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         return record.set(status=Status.ACTIVE.value, metrics=report["model"],
                           baselines=report["baselines"], lift=report["lift"],
                           metrics_unavailable=report["unavailable"] or None, timings=timings,
+                          served_model="all-data" if evaluation.refit else "evaluated",
                           artifact_uri=f"{store.config.uri.rstrip('/')}/{model_key}",
                           progress={"phase": "done"})
     except _Ended:

@@ -63,6 +63,11 @@ class EvaluationConfig(_Model):
                     "and the baselines alike).",
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the split.")
+    refit: bool = Field(
+        default=True,
+        description="After evaluating, fit the model that is served on all the data (the held-out "
+                    "part is the newest), as a managed service does; the metrics are the evaluated "
+                    "model's. False serves the evaluated model itself.")
 
 
 class SolutionCreate(_Model):
@@ -138,6 +143,9 @@ class SolutionVersion(_Resource):
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
     artifact_uri: str | None = Field(default=None, description="Where the portable model lives.")
+    served_model: str | None = Field(
+        default=None, description="all-data: the artifact was refitted on all the data after the "
+                                  "evaluation; evaluated: it is the evaluated model.")
 
 
 class RecipeInfo(_Model):

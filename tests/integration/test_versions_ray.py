@@ -65,6 +65,9 @@ def test_version_trains_evaluates_and_leaves_a_portable_model(ray_platform: Plat
     fs = Store(StoreConfig.from_env(ray_platform.store_uri)).backend.filesystem
     pafs.copy_files(f"{uri.netloc}{uri.path}", str(tmp_path / "model"), source_filesystem=fs,
                     destination_filesystem=pafs.LocalFileSystem())
+    # The served model was refitted on all the data after the evaluation (the newest included).
+    assert v.served_model == "all-data" and v.training["refit"]["epochs"] == v.training["epochs"]
+    assert v.training["refit"]["events"] > v.training["events"]
     predictor = get_recipe("hrnn-meta").predictor_cls.load(tmp_path / "model")
     recs = predictor.predict_batch([Query(history=[("i1", 1_700_000_000.0)], num_results=5)])[0]
     assert len(recs.ids) == 5 and not recs.fallback
