@@ -20,6 +20,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m mypy --strict sdk/
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/import_throughput.py

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -67,5 +67,5 @@ class ErrorBody(_Model):
 
 class Page(_Model):
     model_config = ConfigDict(extra="ignore")
-    items: list[dict]
+    items: list[dict[str, Any]]  # JSON objects, parsed by the listing's own model
     next_token: str | None = None
