@@ -329,8 +329,10 @@ class CampaignServer:
         history = self.histories.get(key)
         extra = recent.get(key)
         if extra:
-            seen = {(e[0], e[1]) for e in history}
-            history = sorted(history + [e for e in extra if (e[0], e[1]) not in seen],
+            # An event already flushed into the snapshot is the same (item, time, tags): two tag
+            # clicks in one second differ by their tags.
+            seen = {_event_key(e) for e in history}
+            history = sorted(history + [e for e in extra if _event_key(e) not in seen],
                              key=lambda e: e[1])
         return history
 
@@ -343,6 +345,11 @@ class CampaignServer:
 
     def __del__(self) -> None:
         shutil.rmtree(getattr(self, "_dir", ""), ignore_errors=True)
+
+
+def _event_key(e: tuple[Any, ...]) -> tuple[Any, ...]:
+    tags = e[4] if len(e) > 4 else None
+    return (e[0], round(float(e[1]), 3), tuple(tags) if tags else None)
 
 
 def _history_key(req: Any) -> str | None:
