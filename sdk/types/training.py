@@ -50,7 +50,10 @@ class EvaluationConfig(_Model):
     ks: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(
         default=None, min_length=1, max_length=8,
         description="Cut-offs of the @k metrics (default: the protocol's, e.g. 5, 10, 25).")
-    test_fraction: float = Field(default=0.1, gt=0, le=1, description="Share of users tested.")
+    test_fraction: float = Field(
+        default=0.1, gt=0, le=1,
+        description="Share held out for testing: of the users (next-item, user-tags, item-tags), the "
+                    "posts (tag-set) or the sessions (session-tags).")
     min_test_users: int = Field(
         default=300, ge=1, le=1_000_000, description="At least this many test users when the data allow."
     )
