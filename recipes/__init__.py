@@ -21,6 +21,7 @@ _PACKAGES = {
     "session-tag-popularity": "recipes.session_tag_popularity",
     "tag-popularity": "recipes.tag_popularity",
     "item-tag-frequency": "recipes.item_tag_frequency",
+    "tag-cooccurrence": "recipes.tag_cooccurrence",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 

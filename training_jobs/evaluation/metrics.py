@@ -127,7 +127,7 @@ def set_metrics(answers: Sequence[Sequence[Any]], relevant: Sequence[Collection[
     averaged over the cases with a true set (module docstring).
 
     Args:
-        answers: Each case's answer, best first (a repeated id counts once).
+        answers: Each case's answer, best first (a repeated id counts once, at its first position).
         relevant: Each case's true ids, in the same order. Cases with none are ignored.
         ks: Cut-offs.
 
@@ -140,7 +140,7 @@ def set_metrics(answers: Sequence[Sequence[Any]], relevant: Sequence[Collection[
     ks = _check_ks(ks)
     if len(answers) != len(relevant):
         raise ValueError(f"{len(answers)} answers for {len(relevant)} cases")
-    cases = [(list(dict.fromkeys(a)), set(r)) for a, r in zip(answers, relevant) if len(r) > 0]
+    cases = [(list(a), set(r)) for a, r in zip(answers, relevant) if len(r) > 0]
     if not cases:
         raise ValueError("no case has a true tag: nothing to evaluate")
     out: dict[str, float] = {}
