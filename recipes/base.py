@@ -34,6 +34,7 @@ __all__ = [
     "RecipeSpec",
     "Featurizer",
     "TrainingHooks",
+    "CountingHooks",
     "Predictor",
     "Query",
     "Answer",
@@ -140,6 +141,18 @@ class TrainingHooks(ABC):
 HistoryEvent = tuple[Any, ...]
 
 
+class CountingHooks(TrainingHooks):
+    """Hooks of a count-based recipe: its featurizer's statistics are the model, held in buffers
+    (no parameters), so the generic loop runs no epoch. Subclasses implement `build_model`."""
+
+    def batches(self, examples: Any, *, epoch: int, rank: int = 0,
+                world_size: int = 1) -> Iterator[dict[str, Any]]:
+        return iter(())
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        raise RuntimeError("a count-based recipe has nothing to optimize")
+
+
 @dataclass
 class Query:
     """One question to a predictor: a campaign request with the history the task names, or one
@@ -191,9 +204,25 @@ class Predictor(ABC):
     artifact_version: ClassVar[int] = 1
 
     @classmethod
-    @abstractmethod
     def load(cls, directory: Path) -> Predictor:
-        """Load an artifact folder written by `save_artifact`."""
+        """Load an artifact folder written by `save_artifact`: its recipe's config, featurizer
+        state and weights, into ``cls(config, featurizer, model)`` (the model built by the
+        recipe's hooks, as in training). ValueError if the folder holds another recipe's model."""
+        import torch
+
+        from recipes import get_recipe
+
+        directory = Path(directory)
+        meta = json.loads((directory / ARTIFACT_FILES["recipe"]).read_text())
+        spec = get_recipe(str(meta.get("recipe")))
+        if spec.predictor_cls is not cls:
+            raise ValueError(f"{directory} holds a {spec.id!r} model, not one {cls.__name__} answers with")
+        config = spec.config_cls.model_validate_json((directory / ARTIFACT_FILES["config"]).read_text())
+        featurizer = spec.featurizer_cls.load(directory / ARTIFACT_FILES["featurizer"])
+        model = spec.hooks_cls(config, featurizer).build_model()
+        model.load_state_dict(torch.load(directory / ARTIFACT_FILES["weights"], map_location="cpu",
+                                         weights_only=True))
+        return cls(config, featurizer, model)
 
     @abstractmethod
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:

@@ -13,16 +13,14 @@ length the model was trained with.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Collection, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from recipes.base import ARTIFACT_FILES, Answer, HistoryEvent, Predictor, Query
+from recipes.base import Answer, HistoryEvent, Predictor, Query
 from sdk.types import DatasetKind, Schema
 
 from .configuration import HrnnMetaConfig
@@ -44,21 +42,6 @@ class HrnnMetaPredictor(Predictor):
         self._item_ids = np.array(["", ""] + featurizer.item_ids, dtype=object)
         self._added: dict[str, int] = {}  # items added by update_catalog -> their score column
         self._refresh()
-
-    @classmethod
-    def load(cls, directory: Path) -> HrnnMetaPredictor:
-        directory = Path(directory)
-        meta = json.loads((directory / ARTIFACT_FILES["recipe"]).read_text())
-        if meta.get("recipe") != "hrnn-meta":
-            raise ValueError(f"{directory} holds a {meta.get('recipe')!r} model, not hrnn-meta")
-        config = HrnnMetaConfig.model_validate_json(
-            (directory / ARTIFACT_FILES["config"]).read_text())
-        featurizer = HrnnMetaFeaturizer.load(directory / ARTIFACT_FILES["featurizer"])
-        model = HrnnMetaModel.from_featurizer(config, featurizer)
-        state = torch.load(directory / ARTIFACT_FILES["weights"], map_location="cpu",
-                           weights_only=True)
-        model.load_state_dict(state)
-        return cls(config, featurizer, model)
 
     @torch.no_grad()
     def _refresh(self) -> None:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from recipes.base import ARTIFACT_FILES, Answer, Predictor, Query
+from recipes.base import Answer, Predictor, Query
 
 from .configuration import ItemPopularityConfig
 from .featurizer import ItemPopularityFeaturizer
@@ -34,17 +31,6 @@ class ItemPopularityPredictor(Predictor):
         total = float(counts.sum()) + config.smoothing * len(featurizer.items)
         self._log_norm = math.log(total) if total > 0 else 0.0
 
-    @classmethod
-    def load(cls, directory: Path) -> ItemPopularityPredictor:
-        directory = Path(directory)
-        meta = json.loads((directory / ARTIFACT_FILES["recipe"]).read_text())
-        if meta.get("recipe") != "item-popularity":
-            raise ValueError(f"{directory} holds a {meta.get('recipe')!r} model, not item-popularity")
-        config = ItemPopularityConfig.model_validate_json((directory / ARTIFACT_FILES["config"]).read_text())
-        featurizer = ItemPopularityFeaturizer.load(directory / ARTIFACT_FILES["featurizer"])
-        model = ItemPopularityModel(len(featurizer.items))
-        model.load_state_dict(torch.load(directory / ARTIFACT_FILES["weights"], weights_only=True))
-        return cls(config, featurizer, model)
 
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
         return [self._answer(q) for q in queries]
