@@ -55,3 +55,11 @@ class TestConformance(RecipeConformance):
         history = [(r["item_id"], r["timestamp"].timestamp()) for r in inter]
         return [Query(history=history, num_results=10, exclude={history[0][0]}), Query(num_results=3),
                 Query(history=history[:2], candidates=["i0005", "i0001", "unknown"], num_results=5)]
+
+
+def test_an_artifact_loads_only_into_its_own_recipe(tmp_path: Path) -> None:
+    data = generate(seed=1, n_users=40, n_items=30, n_interactions=800)
+    spec = get_recipe("item-popularity")
+    save_artifact(tmp_path, spec, *fit_in_process(spec, {}, data.tables(), schemas=data.schemas))
+    with pytest.raises(ValueError, match="holds a 'item-popularity' model"):
+        get_recipe("hrnn-meta").predictor_cls.load(tmp_path)
