@@ -64,7 +64,7 @@ def test_versions_train_without_a_worker_group_and_are_evaluated_by_their_task(d
         assert v.lift["mrr"] == pytest.approx(1.0)  # the baseline is the recipe itself
     item = versions["item-tags"]
     assert item.evaluation["cases"] > 20 and 0.0 <= item.metrics["full.mrr"] <= 1.0
-    assert item.metrics["mrr"] > 0.2  # the planted item tags are found among ~5 candidates
+    assert item.metrics["mrr"] > 0.2  # the planted item tags are found among ~8 candidates
 
 
 def _served_offline(recipe: str, protocol: str, table: pa.Table):

@@ -150,9 +150,10 @@ def test_user_tag_holdout_is_seeded_and_refuses_thin_data() -> None:
 
 # --- item-tags: GraphTR's protocol ---------------------------------------------------------------
 ITEM_ROWS = [
-    ("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i1", 3, ["y"]), ("a", "i2", 4, ["x"]),
-    ("b", "i1", 1, ["x"]), ("b", "i1", 2, ["z"]), ("b", "i3", 6, ["x"]), ("b", "i1", 7, ["w"]),
-    ("c", "i3", 1, ["q"]), ("c", "i1", 2, ["x"]),  # not eligible
+    ("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i1", 3, ["z"]), ("a", "i2", 4, ["x"]),
+    ("b", "i1", 1, ["z"]), ("b", "i1", 2, ["y"]), ("b", "i3", 6, ["x"]), ("b", "i1", 7, ["w"]),
+    ("c", "i3", 1, ["q"]), ("c", "i1", 2, ["x"]),  # nothing before its cut: not eligible
+    ("e", "i3", 5, ["x"]),  # one tag event: not eligible
 ]
 
 
@@ -160,44 +161,45 @@ def test_item_tag_holdout_by_hand() -> None:
     protocol = get_protocol("item-tag-holdout")
     config = evaluation(depth=30)
     split = protocol.split({DatasetKind.INTERACTIONS: interactions(ITEM_ROWS)}, SCHEMAS, config)
+    # Held out: a (i1: z, i2: x), b (i3: x, i1: w). Known in training: i1 {x, z, y}, i2 {y}, i3 {q, x};
+    # a's x on i2 and b's w on i1 are new to the item: nothing a campaign could have shown.
     n = split.state["cases"]
-    assert n == 4 and len(split.queries) == 8 and split.relevant[:4] == split.relevant[4:]
-    ranked, full = split.queries[:4], split.queries[4:]
-    assert [(q.user_id, q.item_id) for q in ranked] == [("a", "i1"), ("a", "i2"), ("b", "i3"), ("b", "i1")]
-    assert split.relevant[:4] == [["y"], ["x"], ["x"], ["w"]]
-    # Candidates: every tag applied to the item anywhere (held out too), all of them ranked.
-    assert [set(q.candidates) for q in ranked] == [{"x", "y", "z", "w"}, {"x", "y"}, {"x", "q"},
-                                                   {"x", "y", "z", "w"}]
-    assert [q.num_results for q in ranked] == [4, 2, 2, 4]
+    assert n == 2 and len(split.queries) == 4 and split.relevant == [["z"], ["x"]] * 2
+    d = split.description
+    assert (d["held_out_pairs"], d["new_tags_only_left_out"], d["trivial_cases_left_out"]) == (4, 2, 0)
+    ranked, full = split.queries[:2], split.queries[2:]
+    assert [(q.user_id, q.item_id) for q in ranked] == [("a", "i1"), ("b", "i3")]
+    assert [set(q.candidates) for q in ranked] == [{"x", "y", "z"}, {"x", "q"}]
+    assert [q.num_results for q in ranked] == [3, 2]
     assert all(q.candidates is None and q.num_results == 30 for q in full)
     assert ranked[0].history == [("i1", 1.0, "tag", None, ("x",)), ("i2", 2.0, "tag", None, ("y",))]
-    assert ranked[0].time == 3.0 and ranked[2].time == 6.0
+    assert (ranked[0].time, ranked[1].time) == (3.0, 6.0) and full[1].history == ranked[1].history
 
-    # Training counts: x 3 (i1: 3), y 1 (i2), z 1 (i1), q 1 (i3).
+    # Training counts: x 3 (i1: 2, i3: 1), y 2 (i1: 1, i2: 1), z 1 (i1), q 1 (i3).
     predictor = fitted("item-tag-frequency", split.train[DatasetKind.INTERACTIONS])
     answers = predictor.predict_batch(split.queries)
-    assert [x.ids for x in answers[:4]] == [["x", "z", "y", "w"], ["y", "x"], ["q", "x"],
-                                            ["x", "z", "y", "w"]]
-    assert [x.ids for x in answers[4:]] == [["x", "z"], ["y"], ["q"], ["x", "z"]]  # the item's own tags
+    assert [x.ids for x in answers] == [["x", "y", "z"], ["x", "q"]] * 2  # ties on the item: overall count
     assert not any(x.fallback for x in answers)
     m = protocol.evaluate(predictor, split, SCHEMAS, config)["model"]
-    expected = {"mrr": (1 / 3 + 1 / 2 + 1 / 2 + 1 / 4) / 4, "hit@1": 0.0, "hit@2": 0.5, "hit@3": 0.75,
-                "hit@5": 1.0, "precision_minrel@2": 0.5, "precision@2": 0.25, "full.mrr": 0.0,
-                "full.hit@10": 0.0}
+    expected = {"mrr": (1 / 3 + 1) / 2, "hit@1": 0.5, "hit@2": 0.5, "hit@3": 1.0, "precision@2": 0.25,
+                "precision_minrel@2": 0.5, "full.mrr": (1 / 3 + 1) / 2, "full.hit@1": 0.5}
     assert {k: m[k] for k in expected} == pytest.approx(expected)
     assert "coverage@1" not in m and "full.coverage@1" in m
 
 
 def test_item_tag_holdout_leaves_out_pairs_with_nothing_to_rank() -> None:
-    rows = [("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i3", 3, ["z"]),
-            ("b", "i4", 1, ["x"]), ("a", "i4", 4, ["w"])]  # i3: only a's own tag -> trivial
+    rows = [("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i3", 3, ["z"]), ("a", "i4", 4, ["x"]),
+            ("b", "i3", 0.5, ["z"]), ("b", "i4", 0.5, ["x"]), ("b", "i4", 0.5, ["q"]),
+            ("b", "i2", 0.5, ["w"])]
+    # a's held out: y on i2 (new to it), z on i3 (its only tag: nothing to rank), x on i4 (of x, q).
     split = get_protocol("item-tag-holdout").split({DatasetKind.INTERACTIONS: interactions(rows)}, SCHEMAS,
-                                                   evaluation())
+                                                   evaluation(holdout_last=3))
     assert [(q.user_id, q.item_id) for q in split.queries] == [("a", "i4")] * 2
-    assert split.description["trivial_cases_left_out"] == 1
-    only_own = [("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i3", 3, ["z"])]
-    with pytest.raises(InsufficientData, match="no tag lists to rank"):
-        get_protocol("item-tag-holdout").split({DatasetKind.INTERACTIONS: interactions(only_own)}, SCHEMAS,
+    d = split.description
+    assert (d["new_tags_only_left_out"], d["trivial_cases_left_out"]) == (1, 1)
+    only_new = [("a", "i1", 1, ["x"]), ("a", "i2", 2, ["y"]), ("a", "i3", 3, ["z"])]
+    with pytest.raises(InsufficientData, match="in 2 the user applied only tags the item did not have"):
+        get_protocol("item-tag-holdout").split({DatasetKind.INTERACTIONS: interactions(only_new)}, SCHEMAS,
                                                evaluation())
 
 
@@ -314,5 +316,5 @@ def test_baselines_on_hetrec_movielens_2k(movielens_2k, protocol_name: str, reci
             assert 0.0 <= m[f"{prefix}precision@{k}"] <= m[f"{prefix}precision_minrel@{k}"] <= 1.0
             assert m[f"{prefix}hit@{k}"] >= m[f"{prefix}precision@{k}"]
         assert m[f"{prefix}hit@1"] < m[f"{prefix}hit@10"] < 0.95
-    if protocol_name == "item-tag-holdout":  # ~18 candidates per pair: far above a random order
-        assert m["hit@2"] > 0.2 and m["recall@10"] > 0.5
+    if protocol_name == "item-tag-holdout":  # ~20 candidates per pair; a random order: hit@2 0.23
+        assert m["hit@2"] > 0.35 and m["recall@10"] > 0.5

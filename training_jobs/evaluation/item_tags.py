@@ -4,16 +4,18 @@
 sample of users, their events from their `holdout_last`-th latest tag event on held out). Each
 (test user, item) pair of the held-out events is a case: the user asks, at the time of their first
 held-out event and from their earlier history, which of the item's tags to show (the campaign's
-``recommend-tags`` query with `item_id`). The relevant tags are those the user applied to the item
-in the held-out events (GraphTR: the clicked tag of the video).
+``recommend-tags`` query with `item_id`). The item's candidate tags are its known ones: every tag
+applied to it in the training part (by anyone), as GraphTR's videos carry their tag candidates
+before anyone clicks. The relevant tags are the candidates the user applied to the item in the
+held-out events (GraphTR: the clicked tag of the video). Left out, and counted in the
+description: pairs where the user applied only tags new to the item (nothing they chose could
+have been shown), and pairs whose candidates are all relevant (nothing to rank).
 
-Two rankings of the same cases, always reported side by side:
+Two rankings of the same cases and relevant tags, always reported side by side:
 
-* the per-case candidate list (GraphTR ranks "all tag candidates of the target video"): every tag
-  applied to the item anywhere in the data (any user, training or held out), in a seeded random
-  order, at most 500 (a request's limit; the relevant ones always kept). A case whose candidates
-  are all relevant has nothing to rank and is left out (counted in the description). Metrics keep
-  their plain names (``hit@2``, ``mrr``, ...), MRR over the whole list;
+* the per-case candidate list: the item's known tags in a seeded random order, at most 500 (a
+  request's limit; the relevant ones always kept). Metrics keep their plain names (``hit@2``,
+  ``mrr``, ...), MRR over the whole list;
 * the full ranking: the same cases asked without a candidate list, the model answering from its
   whole vocabulary (``full.hit@2``, ``full.mrr``, ..., with ``full.coverage@k``).
 
@@ -77,16 +79,22 @@ class ItemTagHoldout(Protocol):
                 if item is not None and tags:
                     applied.setdefault(item, {}).update(dict.fromkeys(tags))
             cases += [(u, item, list(tags)) for item, tags in applied.items()]
-        tag_sets = item_tag_sets(interactions, cols["item"], cols["tags"], {c[1] for c in cases})
+        tag_sets = item_tag_sets(h.train, cols["item"], cols["tags"], {c[1] for c in cases})
         rng = np.random.default_rng([config.seed, 1])
         depth = min(config.depth, MAX_RESULTS)
         ranked: list[Query] = []
         full: list[Query] = []
         relevant: list[list[str]] = []
-        trivial = 0
-        for u, item, rel in cases:
+        new_only = trivial = 0
+        for u, item, applied_tags in cases:
+            known = tag_sets.get(item, [])
+            have = set(known)
+            rel = [t for t in applied_tags if t in have]
+            if not rel:
+                new_only += 1
+                continue
             own = set(rel)
-            others = [t for t in tag_sets.get(item, ()) if t not in own]
+            others = [t for t in known if t not in own]
             if not others:
                 trivial += 1
                 continue
@@ -103,24 +111,26 @@ class ItemTagHoldout(Protocol):
             relevant.append(rel)
         if not ranked:
             raise InsufficientData(
-                f"none of the {len(cases)} held-out (user, item) pairs has a tag the user did not apply "
-                f"to that item ({trivial} have only the user's own tags): there are no tag lists to rank")
+                f"none of the {len(cases)} held-out (user, item) pairs has tags to rank: in {new_only} the "
+                f"user applied only tags the item did not have in training, in {trivial} every tag it had")
         sizes = [len(q.candidates or ()) for q in ranked]
         vocabulary = vocabulary_size(h.train, cols["tags"])
         description = {
             **h.description,
             "item_col": cols["item"],
+            "held_out_pairs": len(cases),
             "cases": len(ranked),
+            "new_tags_only_left_out": new_only,
             "trivial_cases_left_out": trivial,
             "candidates_per_case": float(np.mean(sizes)),
             "max_candidates": int(max(sizes)),
             "relevant_per_case": float(np.mean([len(r) for r in relevant])),
             "ranking": ("each held-out (user, item) pair ranks the item's candidate tags: every tag "
-                        "applied to the item in the data, in a seeded random order, at most "
-                        f"{MAX_RESULTS}; relevant: the tags the user applied to it in the held-out "
-                        "events; pairs whose candidates are all relevant are left out. full.* metrics: "
-                        f"the same pairs asked without a candidate list (top {depth} scored, "
-                        f"{vocabulary} training tags)"),
+                        "applied to the item in training, in a seeded random order, at most "
+                        f"{MAX_RESULTS}; relevant: those the user applied to it in the held-out events; "
+                        "pairs with only tags new to the item, or with every candidate relevant, are "
+                        "left out. full.* metrics: the same pairs and relevant tags asked without a "
+                        f"candidate list (top {depth} scored, {vocabulary} training tags)"),
         }
         return EvalSplit(protocol=self.name, train={**tables, DatasetKind.INTERACTIONS: h.train},
                          queries=ranked + full, relevant=relevant + relevant, description=description,
