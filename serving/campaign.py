@@ -481,11 +481,11 @@ def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict
                                          "target_ongoing_requests": target}
     else:
         options["num_replicas"] = campaign["min_replicas"]
-    app = serve.deployment(CampaignServer, **options).bind(store_config, tenant, group, campaign["name"],
-                                                   campaign["solution"], campaign["solution_version"])
     _ensure_catch_all(store_config)
     name = app_name(tenant, group, campaign["name"])
     with _SUBMIT:  # Serve pickles the app with process-global cloudpickle registrations
+        app = serve.deployment(CampaignServer, **options).bind(
+            store_config, tenant, group, campaign["name"], campaign["solution"], campaign["solution_version"])
         serve.run_many([serve.RunTarget(app, name=name, route_prefix=endpoint_path(tenant, group,
                                                                                    campaign["name"]))],
                        wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)

@@ -31,7 +31,6 @@ class ItemPopularityPredictor(Predictor):
         total = float(counts.sum()) + config.smoothing * len(featurizer.items)
         self._log_norm = math.log(total) if total > 0 else 0.0
 
-
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
         return [self._answer(q) for q in queries]
 

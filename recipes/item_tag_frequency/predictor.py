@@ -7,13 +7,9 @@ order of the scores is the order of the answer; a candidate nobody used scores 0
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-
-from recipes.base import ARTIFACT_FILES, Answer, Predictor, Query
+from recipes.base import Answer, Predictor, Query
 
 from .configuration import ItemTagFrequencyConfig
 from .featurizer import ItemTagFrequencyFeaturizer
@@ -36,19 +32,6 @@ class ItemTagFrequencyPredictor(Predictor):
         self._indptr = model.indptr.numpy()
         self._pair_tags = model.pair_tags.numpy()
         self._pair_counts = model.pair_counts.numpy()
-
-    @classmethod
-    def load(cls, directory: Path) -> ItemTagFrequencyPredictor:
-        directory = Path(directory)
-        meta = json.loads((directory / ARTIFACT_FILES["recipe"]).read_text())
-        if meta.get("recipe") != "item-tag-frequency":
-            raise ValueError(f"{directory} holds a {meta.get('recipe')!r} model, not item-tag-frequency")
-        config = ItemTagFrequencyConfig.model_validate_json(
-            (directory / ARTIFACT_FILES["config"]).read_text())
-        f = ItemTagFrequencyFeaturizer.load(directory / ARTIFACT_FILES["featurizer"])
-        model = ItemTagFrequencyModel(len(f.tags), len(f.items), len(f.pair_tags))
-        model.load_state_dict(torch.load(directory / ARTIFACT_FILES["weights"], weights_only=True))
-        return cls(config, f, model)
 
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
         return [self._answer(q) for q in queries]

@@ -9,14 +9,10 @@ others (so the user's own always come first); a candidate nobody used scores 0.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-
-from recipes.base import ARTIFACT_FILES, Answer, HistoryEvent, Predictor, Query
+from recipes.base import Answer, HistoryEvent, Predictor, Query
 
 from .configuration import TagPopularityConfig
 from .featurizer import TagPopularityFeaturizer
@@ -52,18 +48,6 @@ class TagPopularityPredictor(Predictor):
         self._counts = model.counts.numpy()
         self._total = float(self._counts.sum()) or 1.0
         self._ids = featurizer.tags.ids  # most used first
-
-    @classmethod
-    def load(cls, directory: Path) -> TagPopularityPredictor:
-        directory = Path(directory)
-        meta = json.loads((directory / ARTIFACT_FILES["recipe"]).read_text())
-        if meta.get("recipe") != "tag-popularity":
-            raise ValueError(f"{directory} holds a {meta.get('recipe')!r} model, not tag-popularity")
-        config = TagPopularityConfig.model_validate_json((directory / ARTIFACT_FILES["config"]).read_text())
-        featurizer = TagPopularityFeaturizer.load(directory / ARTIFACT_FILES["featurizer"])
-        model = TagPopularityModel(len(featurizer.tags))
-        model.load_state_dict(torch.load(directory / ARTIFACT_FILES["weights"], weights_only=True))
-        return cls(config, featurizer, model)
 
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
         return [self._answer(q) for q in queries]
