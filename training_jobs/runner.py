@@ -214,9 +214,15 @@ class RayJobRunner(JobRunner):
                  object_store_memory=self.object_store_mb << 20, runtime_env={"env_vars": env})
 
     def _submit(self, key: str, task: Any, *args: str) -> None:
-        remote = self._ensure_ray(task)
+        # Held before Ray is started: the first job waits for the local cluster (10-30 s on a busy
+        # machine), and the reaper must not take it for a job nobody runs meanwhile.
         self._hold(key)
-        ref = remote.remote(self.store.config.as_dict(), *args)
+        try:
+            remote = self._ensure_ray(task)
+            ref = remote.remote(self.store.config.as_dict(), *args)
+        except BaseException:
+            self._release(key)
+            raise
         threading.Thread(target=self._watch, args=(ref, key), daemon=True,
                          name=f"watch-{args[-1]}").start()
 

@@ -1,0 +1,57 @@
+"""The job runner's bookkeeping (no Ray): a submitted job is tracked from the moment of its
+submission, also while the local Ray cluster is still starting."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from store import Keys, Store, StoreConfig
+from training_jobs.runner import RayJobRunner, crash_reason
+
+
+class _SlowStart(RayJobRunner):
+    """A runner whose Ray start takes as long as the test wants (the first job on a busy machine)."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.starting, self.release = threading.Event(), threading.Event()
+
+    def _ensure_ray(self, task):  # type: ignore[no-untyped-def]
+        self.starting.set()
+        self.release.wait(10)
+        raise RuntimeError("no cluster in this test")
+
+
+def test_a_job_is_tracked_while_ray_starts(tmp_path: Path) -> None:
+    runner = _SlowStart(Store(StoreConfig(uri=f"file://{tmp_path}")))
+    key = Keys("t").import_job("g", "j")
+    errors: list[BaseException] = []
+
+    def submit() -> None:
+        try:
+            runner.submit_import("t", "g", "j")
+        except RuntimeError as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=submit)
+    worker.start()
+    assert runner.starting.wait(10)
+    # The reaper asks this while the cluster starts: the job must not look abandoned.
+    assert runner.is_tracked(key)
+    runner.release.set()
+    worker.join(10)
+    assert errors and not runner.is_tracked(key)  # a failed submit is released (and raised)
+
+
+def test_crash_reasons_are_the_platforms_words() -> None:
+    class WorkerCrashedError(Exception):
+        pass
+
+    class OutOfMemoryError(Exception):
+        pass
+
+    assert "was stopped before it finished" in crash_reason(WorkerCrashedError("python-core-worker-1.log"))
+    assert "ran out of memory" in crash_reason(OutOfMemoryError(), "the import job")
+    assert ".log" not in crash_reason(WorkerCrashedError("see python-core-worker-1.log"))
+    assert crash_reason(ValueError("bad"), "the training job").startswith("the training job failed")
