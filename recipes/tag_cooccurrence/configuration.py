@@ -15,8 +15,8 @@ class TagCooccurrenceConfig(BaseModel):
 
     max_words: int = Field(
         default=100_000, ge=1, le=10_000_000,
-        description="Vocabulary size: the words in the most training posts are kept (ties by first "
-                    "appearance); other words of a text are ignored.")
+        description="Vocabulary size: the words in the most training posts are kept (ties in string "
+                    "order); other words of a text are ignored.")
     min_word_count: int = Field(
         default=2, ge=1, le=1_000_000,
         description="A word must appear in at least this many tagged training posts to be in the "

@@ -6,7 +6,8 @@ A word is a maximal run of letters, digits, ``_``, ``+`` and ``#`` of a text, lo
 those of all its text fields (the items schema's ``text`` fields, e.g. title and content), each
 counted once per post. Only tagged posts count. Fitted state:
 
-* ``words`` / ``tags``: vocabularies, by number of posts (most first); index 0 is unknown.
+* ``words`` / ``tags``: vocabularies, by number of posts (most first, ties in string order: the
+  fit does not depend on row order); index 0 is unknown.
 * ``word_posts[w]`` / ``tag_posts[t]``: posts holding word w / tag t; ``num_posts``.
 * ``word_tag``: CSR by word of n(w, t), the posts holding word w and tagged t.
 * ``tag_tag``: CSR by tag of n(s, t), the posts tagged both s and t.
@@ -63,10 +64,12 @@ def _distinct(rows: np.ndarray, values: pa.Array) -> tuple[np.ndarray, np.ndarra
 
 def _vocabulary(rows: np.ndarray, codes: np.ndarray, values: list[str], *, min_count: int,
                 limit: int | None = None) -> tuple[Vocabulary, np.ndarray]:
-    """The values in at least `min_count` rows, most rows first (ties: first appearance), at most
-    `limit`; and each code's index in it (0: dropped)."""
+    """The values in at least `min_count` rows, most rows first (ties: in string order, so the
+    fit does not depend on row order), at most `limit`; and each code's index in it (0: dropped)."""
     counts = np.bincount(codes, minlength=len(values))
-    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(len(values), np.int64)
+    rank[sorted(range(len(values)), key=values.__getitem__)] = np.arange(len(values))
+    order = np.lexsort((rank, -counts))
     order = order[counts[order] >= min_count][:limit]
     index = np.zeros(len(values), np.int64)
     index[order] = np.arange(1, len(order) + 1)

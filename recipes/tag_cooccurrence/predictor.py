@@ -4,7 +4,7 @@ chosen tags (pure torch/numpy; no Ray, no store).
 A query's words are those of its `text`, its `fields` values and, when `item_id` names an item
 whose text was stored by `update_catalog` (a campaign calls it at load with the items table), that
 item's text fields; each word counts once. The answer is the `num_results` best tags by
-`modeling`'s score, ties by popularity, chosen and excluded tags left out. It is flagged
+`modeling`'s score, ties by popularity (then by tag), chosen and excluded tags left out. It is flagged
 `fallback` when nothing in the query is known (no known word, no known chosen tag): the tags are
 then the most popular ones.
 """
