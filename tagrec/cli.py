@@ -7,7 +7,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 import click
 from pydantic import BaseModel, ValidationError
@@ -28,12 +28,14 @@ from sdk import (
     Client,
     DatasetImportJob,
     DatasetKind,
+    EvaluationConfig,
     Schema,
     SolutionVersion,
     Status,
     TagrecError,
+    TagsResponse,
 )
-from sdk.errors import APIStatusError, NotFoundError
+from sdk.errors import APIStatusError, ConflictError, NotFoundError
 from sdk.pagination import Listing
 
 __all__ = ["main", "cli"]
@@ -41,9 +43,11 @@ __all__ = ["main", "cli"]
 # soft_wrap: a line is never broken at the terminal's width (80 columns when piped).
 console = Console(stderr=True, soft_wrap=True)  # progress and messages
 out = Console(soft_wrap=True)  # results
-# Table columns of free text, which may wrap; every other cell (ids, URLs, paths) is kept whole.
+# Table columns of free text, which may wrap; every other cell (ids, names, URLs, paths, statuses)
+# is kept whole.
 _PROSE_COLUMNS = frozenset({"description", "failure_reason", "last_update_failure", "hyperparameters",
-                            "progress", "schema", "pending_update", "snapshots", "scaling", "evaluation"})
+                            "progress", "schema", "pending_update", "snapshots", "scaling", "evaluation",
+                            "paper"})
 VERSION_HELP = "A version name, or 'latest': the solution's newest ACTIVE version."
 
 
@@ -65,9 +69,17 @@ def _print_json(data: Any) -> None:
 
 
 def _print_table(table: Table) -> None:
-    """Print a table at least as wide as its widest unbreakable cell: ids, URLs and ports are
-    never cut or folded, whatever the terminal's width (80 columns when stdout is a pipe)."""
-    need = Measurement.get(out, out.options.update_width(1 << 16), table).minimum
+    """Print a table whose cells are never cut: a column not in `_PROSE_COLUMNS` is as wide as its
+    widest cell, prose columns wrap (down to their longest word), and the table is printed wider
+    than the terminal (80 columns when stdout is a pipe) when that does not fit."""
+    wide = out.options.update_width(1 << 16)
+    for column in table.columns:
+        prose = str(column.header) in _PROSE_COLUMNS
+        column.no_wrap, column.overflow = not prose, "fold"
+        if not prose:
+            column.min_width = max(Measurement.get(out, wide, cell).maximum
+                                   for cell in [column.header, *column.cells])
+    need = Measurement.get(out, wide, table).minimum
     (Console(width=need, soft_wrap=True) if need > out.width else out).print(table)
 
 
@@ -83,18 +95,21 @@ def _emit(ctx: click.Context, value: Any, columns: list[str]) -> None:
         _print_json(data)
         return
     rows = data if isinstance(data, list) else [data]
-    table = Table(show_lines=False)
-    for c in columns:
-        table.add_column(c, no_wrap=c not in _PROSE_COLUMNS)
+    table = Table(*columns, show_lines=False)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     _print_table(table)
 
 
 def _cell(value: Any) -> str:
+    """A table cell: a mapping reads ``key=value, ...`` (unset keys left out; values as --set takes
+    them), a list as JSON."""
     if value is None:
         return "-"
-    if isinstance(value, (dict, list)):
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
+                         for k, v in value.items() if v is not None) or "-"
+    if isinstance(value, list):
         return json.dumps(value, default=str)
     return str(value)
 
@@ -296,7 +311,11 @@ def dg_describe(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def dg_delete(ctx: click.Context, name: str, force: bool) -> None:
     """Delete a dataset group (refused while it has datasets, unless --force)."""
-    _client(ctx).dataset_groups.delete(name, force=force)
+    try:
+        _client(ctx).dataset_groups.delete(name, force=force)
+    except ConflictError as e:  # the API's query parameter, said as this command's flag
+        e.message = e.message.replace("pass force=true", "pass --force")
+        raise
     console.print(f"deleted dataset group {name}")
 
 
@@ -305,12 +324,41 @@ DATASET_COLUMNS = ["dataset_group", "kind", "status", "row_count", "current_snap
 KINDS = click.Choice([k.value for k in DatasetKind])
 
 
-def _load_schema(path: str) -> Schema:
+def _load_schema(path: str, kind: str) -> Schema:
+    """The schema in the JSON file `path`, checked for a dataset of `kind`; an error names the
+    file, the field and the problem."""
     try:
-        return Schema.model_validate_json(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise click.ClickException(f"schema {path}: not valid JSON: {e}") from None
+    try:
+        schema = Schema.model_validate(data)
+        schema.check_kind(DatasetKind(kind))
     except ValidationError as e:
-        raise click.BadParameter(f"{path}: {e.errors()[0]['msg']} at "
-                                 f"{'.'.join(map(str, e.errors()[0]['loc']))}") from None
+        loc = e.errors()[0]["loc"]
+        where = None
+        if len(loc) >= 2 and loc[0] == "fields" and isinstance(loc[1], int):  # name the field
+            field = data["fields"][loc[1]]
+            name = field.get("name") if isinstance(field, dict) else None
+            where = f"field {name!r}" if isinstance(name, str) else f"fields[{loc[1]}]"
+            where += f" ({'.'.join(map(str, loc[2:]))})" if loc[2:] else ""
+        raise click.ClickException(f"schema {path}: {_validation_text(e, where)}") from None
+    except ValueError as e:
+        raise click.ClickException(f"schema {path}: {e}") from None
+    return schema
+
+
+def _validation_text(error: ValidationError, where: str | None = None) -> str:
+    """The first problem of a pydantic error in plain words: ``field: problem (got value)``, with
+    no Python repr of a model (a value is shown only when it is a short scalar)."""
+    first = error.errors()[0]
+    where = where or ".".join(map(str, first["loc"]))
+    msg = first["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    value = first.get("input")
+    got = f" (got {value!r})" if isinstance(value, (str, int, float)) and len(repr(value)) <= 80 else ""
+    return f"{where}: {msg}{got}" if where else msg
 
 
 @cli.group()
@@ -326,7 +374,7 @@ def datasets() -> None:
 @click.pass_context
 def ds_create(ctx: click.Context, group: str, kind: str, schema_path: str) -> None:
     """Create a dataset with a schema."""
-    ds = _client(ctx).datasets.create(group, kind=kind, schema=_load_schema(schema_path))
+    ds = _client(ctx).datasets.create(group, kind=kind, schema=_load_schema(schema_path, kind))
     _emit(ctx, ds, DATASET_COLUMNS)
 
 
@@ -361,11 +409,33 @@ def ds_delete(ctx: click.Context, group: str, kind: str) -> None:
 JOB_COLUMNS = ["name", "dataset", "mode", "status", "failure_reason"]
 
 
+class _Lines:
+    """Progress on a stderr that is no terminal (a pipe, a log): a whole line each time its key
+    (status, phase, epoch) changes, instead of a live bar that would be cut to 80 columns."""
+
+    def __init__(self) -> None:
+        self._key: Any = None
+
+    def __call__(self, key: Any, line: str) -> None:
+        if key != self._key:
+            self._key = key
+            _say(line)
+
+
 def _wait_with_progress(client: Client, group: str, job: DatasetImportJob,
                         show: bool) -> DatasetImportJob:
-    """Wait for an import job, drawing a progress bar on stderr."""
+    """Wait for an import job, drawing a progress bar on stderr (whole lines when not a terminal)."""
     if not show:
         return client.dataset_import_jobs.wait(group, job.name)
+    if not console.is_terminal:
+        said = _Lines()
+
+        def line(j: DatasetImportJob) -> None:
+            p = j.progress
+            said(j.status, f"import {j.name} ({j.dataset.value}): {j.status.value}, {p.rows:,} rows, "
+                           f"{p.bytes_read:,} bytes read")
+
+        return client.dataset_import_jobs.wait(group, job.name, poll_interval=0.5, on_progress=line)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
                   TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
@@ -423,7 +493,7 @@ def import_() -> None:
 def import_file(ctx: click.Context, path: str, group: str, kind: str, mode: str,
                 schema_path: str | None, name: str | None) -> None:
     """Import a CSV/Parquet PATH (local file or s3:// URI) into a dataset."""
-    schema = _load_schema(schema_path) if schema_path else None
+    schema = _load_schema(schema_path, kind) if schema_path else None
     if schema is not None:
         _ensure_group(_client(ctx), group)
     _emit(ctx, _import_one(ctx, group, kind, path, mode, schema, name), JOB_COLUMNS)
@@ -527,12 +597,19 @@ def ij_list(ctx: click.Context, group: str) -> None:
 
 @import_jobs.command("describe")
 @click.option("--group", "-g", required=True)
-@click.argument("name")
+@click.argument("name", metavar="NAME|latest")
 @click.pass_context
 def ij_describe(ctx: click.Context, group: str, name: str) -> None:
-    """Show one import job."""
-    _emit(ctx, _client(ctx).dataset_import_jobs.retrieve(group, name),
-          JOB_COLUMNS + ["progress", "snapshot_id"])
+    """Show import job NAME, or 'latest': the group's newest job."""
+    client = _client(ctx)
+    if name == "latest":
+        jobs = list(client.dataset_import_jobs.list(group))
+        if not jobs:
+            raise click.ClickException(f"dataset group {group!r} has no import job yet")
+        job = max(jobs, key=lambda j: j.created_at)
+    else:
+        job = client.dataset_import_jobs.retrieve(group, name)
+    _emit(ctx, job, JOB_COLUMNS + ["progress", "snapshot_id"])
 
 
 # ---- recipes, solutions, versions ----
@@ -558,11 +635,32 @@ def recipes_describe(ctx: click.Context, recipe: str) -> None:
         _emit(ctx, info, [])
         return
     out.print(f"[bold]{info.id}[/bold] ({info.task}) — {info.paper}\n{info.description}")
-    out.print(f"required: {info.required_datasets}; optional: {info.optional_datasets}")
-    table = Table("hyperparameter", "default", "description")
+    def kinds(datasets: dict[str, list[str]]) -> str:
+        return ", ".join(f"{k} ({', '.join(roles)})" for k, roles in datasets.items()) or "none"
+
+    out.print(f"required datasets: {kinds(info.required_datasets)}; "
+              f"optional: {kinds(info.optional_datasets)}")
+    table = Table("hyperparameter", "type", "default", "min", "max", "description")
     for name, prop in info.hyperparameters.get("properties", {}).items():
-        table.add_row(name, _cell(info.defaults.get(name)), prop.get("description", ""))
+        table.add_row(name, *_bounds(prop), prop.get("description", ""))
     _print_table(table)
+
+
+def _bounds(prop: dict[str, Any]) -> tuple[str, str, str, str]:
+    """A hyperparameter's JSON schema as (type or allowed values, default, min, max); an exclusive
+    bound reads ``> 0``."""
+    choices = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"] or [prop]
+    kinds = [("one of " + ", ".join(map(str, p["enum"]))) if "enum" in p else p.get("type", "any")
+             for p in choices]
+    if len(choices) < len(prop.get("anyOf", [])):
+        kinds.append("null")
+    low = [f"{p['minimum']}" if "minimum" in p else f"> {p['exclusiveMinimum']}"
+           for p in choices if "minimum" in p or "exclusiveMinimum" in p]
+    high = [f"{p['maximum']}" if "maximum" in p else f"< {p['exclusiveMaximum']}"
+            for p in choices if "maximum" in p or "exclusiveMaximum" in p]
+    default = prop.get("default", "(required)")
+    default = default if isinstance(default, str) else json.dumps(default)  # as --set takes it
+    return " or ".join(kinds), default, " or ".join(low) or "-", " or ".join(high) or "-"
 
 
 def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -579,6 +677,7 @@ def _key_values(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
     return values
 
 
+EVALUATION_MODES = list(get_args(get_args(EvaluationConfig.model_fields["mode"].annotation)[0]))
 SOLUTION_COLUMNS = ["name", "recipe", "status", "hyperparameters"]
 VERSION_COLUMNS = ["name", "status", "progress", "failure_reason"]
 
@@ -596,18 +695,18 @@ def solutions() -> None:
 @click.option("--workers", type=int, default=1, help="Ray Train workers.")
 @click.option("--cpus-per-worker", type=float, default=1.0)
 @click.option("--gpus-per-worker", type=float, default=0.0)
-@click.option("--evaluation", "evaluation_mode", type=click.Choice(["temporal-holdout", "item-cold-start"]),
-              default="temporal-holdout", help="How versions are evaluated offline.")
+@click.option("--evaluation", "evaluation_mode", type=click.Choice(EVALUATION_MODES), default=None,
+              help="How versions are evaluated offline (default: the recipe's task's first protocol).")
 @click.pass_context
 def sol_create(ctx: click.Context, group: str, name: str, recipe: str, sets: tuple[str, ...],
                workers: int, cpus_per_worker: float, gpus_per_worker: float,
-               evaluation_mode: str) -> None:
+               evaluation_mode: str | None) -> None:
     """Create a solution."""
     sol = _client(ctx).solutions.create(
         group, name=name, recipe=recipe, hyperparameters=_key_values(sets, "--set"),
         scaling={"workers": workers, "cpus_per_worker": cpus_per_worker,
                  "gpus_per_worker": gpus_per_worker},
-        evaluation={"mode": evaluation_mode})
+        evaluation={"mode": evaluation_mode} if evaluation_mode else {})
     _emit(ctx, sol, SOLUTION_COLUMNS)
 
 
@@ -644,9 +743,20 @@ def _training_started(group: str, v: SolutionVersion) -> None:
 
 
 def _wait_version(client: Client, group: str, version: SolutionVersion, show: bool) -> SolutionVersion:
-    """Wait for a version, showing its phase, epoch and loss on stderr."""
+    """Wait for a version, showing its phase, epoch and loss on stderr (a line per phase or epoch
+    when not a terminal)."""
     if not show:
         return client.solution_versions.wait(group, version.solution, version.name)
+    if not console.is_terminal:
+        said = _Lines()
+
+        def line(v: SolutionVersion) -> None:
+            p = v.progress
+            said((v.status, p.phase, p.epoch), f"training {v.name}: {v.status.value}, "
+                                               f"{_training_info(p)}")
+
+        return client.solution_versions.wait(group, version.solution, version.name,
+                                             poll_interval=1.0, on_progress=line)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("epoch {task.completed:.0f}/{task.fields[epochs]} {task.fields[info]}"),
                   TimeElapsedColumn(), console=console) as bar:
@@ -654,29 +764,50 @@ def _wait_version(client: Client, group: str, version: SolutionVersion, show: bo
 
         def update(v: SolutionVersion) -> None:
             p = v.progress
-            info = p.phase + (f", loss {p.loss:.4f}" if p.loss is not None else "")
-            if p.events_per_second:
-                info += f", {p.events_per_second:,.0f} events/s"
+            info = _training_info(p).partition(", ")[2]  # the bar shows the epoch itself
             bar.update(task, completed=p.epoch, total=p.epochs, epochs=p.epochs or "?", info=info)
 
         return client.solution_versions.wait(group, version.solution, version.name,
                                              poll_interval=1.0, on_progress=update)
 
 
+# Metrics where a lower value is better; their lift is baseline / model, so above 1 is still better.
+_LOWER_IS_BETTER = frozenset({"perplexity"})
+
+
+def _training_info(p: Any) -> str:
+    """``epoch 2/5, training, loss 0.1234, 19,478 events/s``."""
+    info = f"epoch {p.epoch}/{p.epochs or '?'}, {p.phase}"
+    info += f", loss {p.loss:.4f}" if p.loss is not None else ""
+    return info + (f", {p.events_per_second:,.0f} events/s" if p.events_per_second else "")
+
+
 def _metrics_table(v: SolutionVersion) -> Table:
-    """Model vs baseline(s), one row per metric, with the lift."""
+    """Model vs baseline(s), one row per metric, with the lift over the first baseline."""
     baselines = v.baselines or {}
     table = Table("metric", v.recipe, *baselines, "lift")
     for key in sorted(v.metrics or {}, key=_metric_order):
         row = [_number(v.metrics[key])]
         row += [_number(b.get(key)) for b in baselines.values()]
         lift = (v.lift or {}).get(key)
-        table.add_row(key, *row, f"{lift:.2f}x" if lift is not None else "-")
+        name = f"{key} (lower is better)" if key.rpartition(".")[2] in _LOWER_IS_BETTER else key
+        table.add_row(name, *row, f"{lift:.2f}x" if lift is not None else "-")
+    if baselines:
+        first = next(iter(baselines))
+        table.caption, table.caption_justify = (f"lift above 1x: {v.recipe} beats {first} (a lower-is-better "
+                                                f"metric's lift is {first} ÷ model)"), "left"
     return table
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    """A score or metric: 4 decimals, thousands separated above 100, scientific when tiny."""
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.2e}" if 0 < abs(value) < 0.001 else f"{value:.4f}"
 
 
 def _metric_order(key: str) -> tuple[int, int]:
@@ -774,22 +905,27 @@ def campaigns() -> None:
 
 
 def _wait_campaign(client: Client, group: str, name: str, show: bool, timeout: float = 600) -> Campaign:
-    """Wait for a campaign to be ACTIVE with no update rolling out, showing its state on stderr."""
+    """Wait for a campaign to be ACTIVE with no update rolling out, showing its state on stderr
+    (a line per change when not a terminal)."""
     if not show:
         return client.campaigns.wait(group, name, timeout=timeout)
+
+    def info(c: Campaign) -> str:
+        if c.pending_update:
+            target = c.pending_update.get("solution_version") or "an update"
+            return f"rolling out {target}; {c.solution_version} serves meanwhile"
+        return f"{c.status.value}, version {c.solution_version}"
+
+    if not console.is_terminal:
+        said = _Lines()
+        return client.campaigns.wait(group, name, timeout=timeout, poll_interval=0.5,
+                                     on_progress=lambda c: said(info(c), f"deploying campaign {name}: "
+                                                                         f"{info(c)}"))
     with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task(f"deploying campaign {name}", total=None, info="")
-
-        def update(c: Campaign) -> None:
-            if c.pending_update:
-                target = c.pending_update.get("solution_version") or "an update"
-                info = f"rolling out {target}; {c.solution_version} serves meanwhile"
-            else:
-                info = f"{c.status.value}, version {c.solution_version}"
-            bar.update(task, info=info)
-
-        return client.campaigns.wait(group, name, timeout=timeout, poll_interval=0.5, on_progress=update)
+        return client.campaigns.wait(group, name, timeout=timeout, poll_interval=0.5,
+                                     on_progress=lambda c: bar.update(task, info=info(c)))
 
 
 @campaigns.command("create")
@@ -881,9 +1017,77 @@ def camp_recommend(ctx: click.Context, group: str, name: str, user_id: str, num_
     if _json_output(ctx):
         _emit(ctx, r, [])
         return
-    _emit(ctx, [i.model_dump() for i in r.items], ["item_id", "score"])
+    _emit(ctx, [{"item_id": i.item_id, "score": _number(i.score)} for i in r.items], ["item_id", "score"])
     console.print(f"version {r.solution_version}" + (" (popularity fallback: unknown user)"
                                                       if r.fallback else ""))
+
+
+def _show_tags(ctx: click.Context, r: TagsResponse) -> None:
+    """A tag verb's answer: the tags (and questions) with their scores; the version on stderr."""
+    if _json_output(ctx):
+        _emit(ctx, r, [])
+        return
+    _emit(ctx, [{"tag": t.tag, "score": _number(t.score)} for t in r.tags], ["tag", "score"])
+    if r.questions:
+        _emit(ctx, [{"question": q.item_id, "score": _number(q.score)} for q in r.questions],
+              ["question", "score"])
+    console.print(f"version {r.solution_version}" + (" (the task's fallback answered: the model had "
+                                                      "nothing to go on)" if r.fallback else ""))
+
+
+@campaigns.command("recommend-tags")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.option("--user", "-u", "user_id", required=True)
+@click.option("--item", "item_id", default=None, help="item-tags: rank this item's tags for the user.")
+@click.option("--tag", "tags", multiple=True, help="Rank only this tag (repeatable).")
+@click.option("--num-results", "-k", type=int, default=10, show_default=True)
+@click.pass_context
+def camp_recommend_tags(ctx: click.Context, group: str, name: str, user_id: str, item_id: str | None,
+                        tags: tuple[str, ...], num_results: int) -> None:
+    """A user's tag profile (a user-tags campaign), or with --item the item's tags ranked for the
+    user (an item-tags campaign)."""
+    _show_tags(ctx, _client(ctx).campaigns.recommend_tags(group, name, user_id=user_id, item_id=item_id,
+                                                          tags=list(tags) or None, num_results=num_results))
+
+
+@campaigns.command("generate-tags")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.option("--text", default=None, help="The post's text (title and body).")
+@click.option("--item", "item_id", default=None, help="Or a stored item whose text fields to use.")
+@click.option("--chosen", multiple=True,
+              help="A tag already chosen: the set is built around it (repeatable).")
+@click.option("--num-results", "-k", type=int, default=5, show_default=True)
+@click.pass_context
+def camp_generate_tags(ctx: click.Context, group: str, name: str, text: str | None, item_id: str | None,
+                       chosen: tuple[str, ...], num_results: int) -> None:
+    """The tag set of a text (a tag-set campaign)."""
+    if not (text or item_id):
+        raise click.UsageError("give --text TEXT or --item ITEM: the text to tag")
+    _show_tags(ctx, _client(ctx).campaigns.generate_tags(group, name, text=text, item_id=item_id,
+                                                         chosen=list(chosen), num_results=num_results))
+
+
+@campaigns.command("next-tags")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.option("--session", "session_id", required=True)
+@click.option("--organisation", default=None, help="The tenant's organisation (its own tags and questions).")
+@click.option("--tag", "tags", multiple=True, help="A tag clicked in this session, not yet sent with events "
+                                                   "put (repeatable, in order).")
+@click.option("--text", default=None, help="What the customer typed so far.")
+@click.option("--num-results", "-k", type=int, default=5, show_default=True)
+@click.option("--questions", "num_questions", type=int, default=3, show_default=True,
+              help="Matching questions to return.")
+@click.pass_context
+def camp_next_tags(ctx: click.Context, group: str, name: str, session_id: str, organisation: str | None,
+                   tags: tuple[str, ...], text: str | None, num_results: int, num_questions: int) -> None:
+    """The next tags to offer in a support session, and the questions they lead to (a session-tags
+    campaign)."""
+    _show_tags(ctx, _client(ctx).campaigns.next_tags(
+        group, name, session_id=session_id, organisation=organisation, text=text,
+        events=[{"tag": t} for t in tags], num_results=num_results, num_questions=num_questions))
 
 
 @cli.group()
@@ -1009,7 +1213,9 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     out.print(f"{version.recipe} ({task.value}) version {version.name}: {ev.get('protocol')} ({shown})")
     _print_table(_metrics_table(version))
     _print_demo(task, result["serving"])
-    out.print(f"timings: {result['timings']}")
+    times = result["timings"]
+    out.print("timings: " + " ".join([f"{k}={v}" for k, v in times.items() if k != "version"]
+                                     + [f"version.{k}={v}" for k, v in times["version"].items()]))
     console.print(f"the platform keeps running at {client.base_url}; `tagrec down` stops it")
 
 
@@ -1074,6 +1280,17 @@ def _fail(args: list[str], error: BaseException, message: str, code: int) -> NoR
     sys.exit(code)
 
 
+def _api_error_text(error: APIStatusError) -> str:
+    """``404 not_found: field 'x': message (request id ...)``, naming the field once: the server's
+    message often starts with it already."""
+    text = f"{error.status_code} {error.error_type}: "
+    message = " ".join(error.message.split())
+    if error.field and not message.startswith(f"{error.field}:"):
+        text += f"field {error.field!r}: "
+    text += message
+    return text + (f" (request id {error.request_id})" if error.request_id else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors (JSON under -o json) and a non-zero exit code on failure."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1085,9 +1302,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         _fail(args, e, e.format_message(), e.exit_code)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(map(str, first["loc"])) or e.title
-        _fail(args, e, f"invalid {where}: {first['msg']} (got {first.get('input')!r:.80})", 2)
+        _fail(args, e, _validation_text(e), 2)
+    except APIStatusError as e:
+        _fail(args, e, _api_error_text(e), 1)
     except handled as e:
         _fail(args, e, str(e), 1)
 

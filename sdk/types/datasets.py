@@ -148,7 +148,8 @@ class Schema(_Model):
         missing = _REQUIRED_ROLES[kind] - roles
         if missing:
             names = ", ".join(sorted(r.value for r in missing))
-            raise ValueError(f"a {kind.value} schema needs a field with role {names}")
+            article = "a" if kind == DatasetKind.USERS else "an"
+            raise ValueError(f"{article} {kind.value} schema needs a field with role {names}")
         extra = roles - _ALLOWED_ROLES[kind]
         if extra:
             names = ", ".join(sorted(r.value for r in extra))

@@ -260,6 +260,188 @@ def test_a_command_and_client_say_they_started_the_local_platform(tmp_path: Path
         run(env, "down", check=False)
 
 
+def _lines_with(text: str, *parts: str) -> list[str]:
+    return [line for line in text.splitlines() if all(p in line for p in parts)]
+
+
+def test_tables_keep_ids_and_names_whole_in_80_columns(platform_env: tuple[dict[str, str], Path],
+                                                       tmp_path: Path) -> None:
+    """Through a pipe (80 columns) ids, tasks, names and statuses are never cut with "…"; only prose
+    columns (a paper, a description, a failure reason) wrap."""
+    env, _ = platform_env
+    recipes = json.loads(run(env, "-o", "json", "recipes", "list").stdout)
+    table = run(env, "recipes", "list").stdout
+    assert "…" not in table, table
+    for r in recipes:
+        assert _lines_with(table, f" {r['id']} ", f" {r['task']} "), (r["id"], table)
+
+    for r in recipes:  # describe: every hyperparameter with its bounds, whole
+        described = run(env, "recipes", "describe", r["id"]).stdout
+        assert "…" not in described and "{'" not in described, described
+        for name in r["hyperparameters"]["properties"]:
+            assert _lines_with(described, f" {name} "), (r["id"], name, described)
+
+    group = unique("tbl")
+    run(env, "dataset-groups", "create", group)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(INTERACTIONS_SCHEMA))
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp,event_type,event_value\n"  # enough data to train
+                   + "".join(f"u{i % 60},i{i % 83},{1700000000 + i},click,1\n" for i in range(1200)))
+    run(env, "import", "file", str(csv), "-g", group, "-d", "interactions", "--schema", str(schema))
+    solution = "s-" + "w" * 40
+    run(env, "solutions", "create", "-g", group, "-n", solution, "-r", "hrnn-meta")
+    listed = run(env, "solutions", "list", "-g", group).stdout
+    assert _lines_with(listed, solution, "hrnn-meta", "ACTIVE"), listed
+    run(env, "versions", "create", "-g", group, "-s", solution, check=False)  # fails: no Ray here
+    version = json.loads(run(env, "-o", "json", "versions", "list", "-g", group, "-s", solution).stdout)[0]
+    listed = run(env, "versions", "list", "-g", group, "-s", solution).stdout
+    assert _lines_with(listed, version["name"], "CREATE_FAILED"), listed
+    assert "training runs on Ray" in version["failure_reason"]
+    for word in version["failure_reason"].split():  # the prose column wraps at spaces, no word is cut
+        assert word in listed, (word, listed)
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+def test_recipes_describe_shows_bounds_and_allowed_values(platform_env: tuple[dict[str, str], Path]) -> None:
+    env, _ = platform_env
+    table = run(env, "recipes", "describe", "hrnn-meta").stdout
+    assert _lines_with(table, " hidden_size ", " integer ", " 43 ", " 1 ", " 4096 "), table
+    assert _lines_with(table, " learning_rate ", " 0.01 ", " > 0.0 ", " 10.0 "), table  # exclusive bound
+    assert _lines_with(table, " dropout ", " 0.0 ", " < 1.0 "), table
+    assert _lines_with(table, " lambda_sampling ", "one of uniform, fixed", " uniform "), table
+    assert _lines_with(table, " trend_bias ", " boolean ", " false "), table
+    assert "required datasets: interactions (USER_ID, ITEM_ID, TIMESTAMP)" in table
+    tags = run(env, "recipes", "describe", "tag-popularity").stdout
+    assert _lines_with(tags, " half_life_days ", "number or null", " null ", " > 0 ", " 36500 "), tags
+
+
+def test_schema_errors_name_the_problem_in_plain_words(platform_env: tuple[dict[str, str], Path],
+                                                       tmp_path: Path) -> None:
+    env, _ = platform_env
+    group = unique("schema")
+    no_time = tmp_path / "no-time.json"
+    no_time.write_text(json.dumps({"fields": [f for f in INTERACTIONS_SCHEMA["fields"]
+                                              if f["role"] != "TIMESTAMP"]}))
+    for args in (["datasets", "create", "-g", group, "-k", "interactions", "--schema", str(no_time)],
+                 ["import", "file", str(tmp_path / "x.csv"), "-g", group, "-d", "interactions",
+                  "--schema", str(no_time)]):
+        assert _error_line(run(env, *args, check=False)) == \
+            f"error: schema {no_time}: an interactions schema needs a field with role TIMESTAMP"
+    only_user = _write(tmp_path / "user.json", [{"name": "user_id", "type": "string", "role": "USER_ID"}])
+    only_item = _write(tmp_path / "item.json", [{"name": "item_id", "type": "string", "role": "ITEM_ID"}])
+    for kind, schema, said in (("items", only_user, "an items schema needs a field with role ITEM_ID"),
+                               ("users", only_item, "a users schema needs a field with role USER_ID")):
+        error = _error_line(run(env, "datasets", "create", "-g", group, "-k", kind, "--schema", str(schema),
+                                check=False))
+        assert error == f"error: schema {schema}: {said}", error
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"fields": [{"name": "user_id", }]}')
+    error = _error_line(run(env, "datasets", "create", "-g", group, "-k", "interactions", "--schema",
+                            str(broken), check=False))
+    assert error.startswith(f"error: schema {broken}: not valid JSON: ") and "line 1 column" in error, error
+    assert not error.replace("(see:", "").rstrip(") ").endswith(" at"), error
+
+    typo = _write(tmp_path / "typo.json", [{"name": "user_id", "type": "strng", "role": "USER_ID"}])
+    error = _error_line(run(env, "datasets", "create", "-g", group, "-k", "users", "--schema", str(typo),
+                            check=False))
+    assert error.startswith(f"error: schema {typo}: field 'user_id' (type): Input should be 'string'"), error
+    assert error.endswith("(got 'strng')"), error
+    for e in (error, *(_error_line(run(env, "datasets", "create", "-g", group, "-k", "interactions",
+                                       "--schema", str(f), check=False)) for f in (no_time, broken))):
+        assert not re.search(r"Schema\(|SchemaField\(|DatasetCreate|Value error|\{'", e), e
+
+
+def _write(path: Path, fields: list[dict[str, str]]) -> Path:
+    path.write_text(json.dumps({"fields": fields}))
+    return path
+
+
+def test_server_errors_say_the_cli_flag_and_name_the_field_once(
+        platform_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, _ = platform_env
+    group = unique("errs")
+    schema = _write(tmp_path / "s.json", INTERACTIONS_SCHEMA["fields"])
+    run(env, "dataset-groups", "create", group)
+    run(env, "datasets", "create", "-g", group, "-k", "interactions", "--schema", str(schema))
+    error = _error_line(run(env, "dataset-groups", "delete", group, check=False))
+    assert "409 conflict" in error and "pass --force" in error and "force=true" not in error, error
+    as_json = json.loads(_error_line(run(env, "dataset-groups", "delete", group, "-o", "json", check=False)))
+    assert "pass --force" in as_json["error"]["message"] and as_json["error"]["status_code"] == 409
+
+    error = _error_line(run(env, "solutions", "create", "-g", group, "-n", "s", "-r", "hrnn-meta",
+                            "--set", "epochs=0", check=False))
+    assert error.count("hyperparameters.epochs") == 1 and "(got 0)" in error, error
+    assert error.startswith("error: 400 invalid_input: hyperparameters.epochs: "), error
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+def test_import_progress_is_whole_lines_and_latest_is_the_newest_job(
+        platform_env: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    """stderr is a pipe: no live bar cut to 80 columns, but a whole line per status change."""
+    env, _ = platform_env
+    group = unique("prog")
+    schema = _write(tmp_path / "s.json", INTERACTIONS_SCHEMA["fields"])
+    csv = tmp_path / "events.csv"
+    csv.write_text("user_id,item_id,timestamp,event_type,event_value\n"
+                   + "".join(f"u{i % 5},i{i % 9},{1700000000 + i},click,1\n" for i in range(20)))
+    names = ["import-first-" + "a" * 40, "import-second-" + "b" * 40]
+    for name in names:
+        proc = run(env, "import", "file", str(csv), "-g", group, "-d", "interactions", "--schema",
+                   str(schema), "--name", name)
+        assert f"tagrec: import {name} (interactions): ACTIVE, 20 rows, {csv.stat().st_size:,} bytes read" \
+            in proc.stderr.splitlines(), proc.stderr
+        assert "…" not in proc.stderr and "━" not in proc.stderr, proc.stderr
+    latest = json.loads(run(env, "-o", "json", "import-jobs", "describe", "-g", group, "latest").stdout)
+    assert latest["name"] == names[1]
+    assert _lines_with(run(env, "import-jobs", "describe", "-g", group, "latest").stdout, names[1], "ACTIVE")
+    assert "latest" in run(env, "import-jobs", "describe", "--help").stdout
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+def test_tag_verbs_exist_and_tag_recipes_get_their_own_protocol(
+        platform_env: tuple[dict[str, str], Path]) -> None:
+    """The campaign verbs of the tag tasks (answered on Ray in the slow test below), and a tag
+    recipe's solution created without --evaluation (it was sent next-item's temporal-holdout)."""
+    env, _ = platform_env
+    group = unique("tagv")
+    run(env, "dataset-groups", "create", group)
+    for args in (["recommend-tags", "-u", "u1", "--item", "i1"], ["generate-tags", "--text", "a post"],
+                 ["next-tags", "--session", "s1", "--organisation", "bank", "--tag", "card", "--tag", "pin"]):
+        error = _error_line(run(env, "campaigns", args[0], "-g", group, "helpdesk", *args[1:], check=False))
+        assert "404 not_found" in error and "helpdesk" in error, (args, error)
+    usage = _error_line(run(env, "campaigns", "generate-tags", "-g", group, "helpdesk", check=False))
+    assert "--text" in usage and "--item" in usage, usage
+    sol = json.loads(run(env, "-o", "json", "solutions", "create", "-g", group, "-n", "profiles",
+                         "-r", "tag-popularity").stdout)
+    assert sol["recipe"] == "tag-popularity"
+    run(env, "dataset-groups", "delete", group, "--force")
+
+
+def test_metrics_table_marks_lower_is_better_and_formats_numbers() -> None:
+    from rich.console import Console
+
+    from sdk import SolutionVersion
+    from tagrec.cli import _metrics_table, _number
+
+    v = SolutionVersion.model_validate({
+        "name": "v1", "status": "ACTIVE", "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z", "dataset_group": "g", "solution": "s", "recipe": "hrnn-meta",
+        "metrics": {"ndcg@10": 0.123456, "perplexity": 1234.5678},
+        "baselines": {"popularity": {"ndcg@10": 0.1, "perplexity": 1170.0}},
+        "lift": {"ndcg@10": 1.23456, "perplexity": 0.9477}})
+    console = Console(width=200, record=True)
+    console.print(_metrics_table(v))
+    text = console.export_text()
+    assert _lines_with(text, "perplexity (lower is better)", "1,234.6", "1,170.0", "0.95x"), text
+    assert _lines_with(text, "ndcg@10 ", "0.1235", "0.1000", "1.23x"), text
+    assert "lift above 1x: hrnn-meta beats popularity (a lower-is-better metric's lift is popularity ÷ " \
+        "model)" in " ".join(text.split())
+    assert [_number(x) for x in (None, 0.0, 0.00001234, 3, -2.5)] == \
+        ["-", "0.0000", "1.23e-05", "3", "-2.5000"]
+
+
 @pytest.mark.slow
 def test_quickstart_on_ml1m_trains_deploys_and_latest_names_the_version(tmp_path: Path) -> None:
     """`make demo`'s path (table output) on an ml-1m folder, on a Ray platform; then `latest`."""
