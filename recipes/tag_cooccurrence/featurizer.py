@@ -12,8 +12,8 @@ counted once per post. Only tagged posts count. Fitted state:
 * ``word_tag``: CSR by word of n(w, t), the posts holding word w and tagged t.
 * ``tag_tag``: CSR by tag of n(s, t), the posts tagged both s and t.
 
-Pure numpy/pyarrow: counts are built in chunks of pairs (memory grows with the distinct pairs,
-not with the pairs).
+Pure numpy/pyarrow: texts are tokenized and counts made in chunks, so memory grows with the
+distinct (post, word) and (word, tag) pairs, not with the text.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ __all__ = ["CSR", "TagCooccurrenceFeaturizer", "cooccurrence", "words"]
 
 _SEPARATORS = r"[^\pL\pN_+#]+"
 _WORDLIKE = r"[\pL\pN]"
-_PAIRS_PER_CHUNK = 1 << 22
+_PAIRS_PER_CHUNK = 1 << 21
+_ROWS_PER_CHUNK = 10_000
 _ARRAYS = ("word_posts", "tag_posts", "word_tag_indptr", "word_tag_tags", "word_tag_counts",
            "tag_tag_indptr", "tag_tag_tags", "tag_tag_counts")
 
@@ -59,7 +60,25 @@ def _distinct(rows: np.ndarray, values: pa.Array) -> tuple[np.ndarray, np.ndarra
     codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     size = max(len(encoded.dictionary), 1)
     pairs = np.unique(rows * size + codes)
-    return pairs // size, pairs % size, encoded.dictionary.to_pylist()
+    return (pairs // size).astype(np.int32), (pairs % size).astype(np.int32), encoded.dictionary.to_pylist()
+
+
+def _post_word_pairs(table: pa.Table, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """`_distinct` of the rows' words (`_post_words`), tokenized `_ROWS_PER_CHUNK` rows at a time
+    (memory follows the distinct pairs, not the text's words)."""
+    rows, codes, chunks = [], [], []
+    for start in range(0, table.num_rows, _ROWS_PER_CHUNK):
+        r, c, values = _distinct(*_post_words(table.slice(start, _ROWS_PER_CHUNK), fields))
+        rows.append(r + np.int32(start))
+        codes.append(c)
+        chunks.append(values)
+    if not chunks:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32), []
+    merged = pc.dictionary_encode(pa.array([v for values in chunks for v in values], pa.string()))
+    glob = merged.indices.to_numpy(zero_copy_only=False).astype(np.int32)  # chunk code -> global code
+    offsets = np.cumsum([0] + [len(v) for v in chunks])
+    codes = [glob[offsets[i] + c] for i, c in enumerate(codes)]
+    return np.concatenate(rows), np.concatenate(codes), merged.dictionary.to_pylist()
 
 
 def _vocabulary(rows: np.ndarray, codes: np.ndarray, values: list[str], *, min_count: int,
@@ -71,39 +90,38 @@ def _vocabulary(rows: np.ndarray, codes: np.ndarray, values: list[str], *, min_c
     rank[sorted(range(len(values)), key=values.__getitem__)] = np.arange(len(values))
     order = np.lexsort((rank, -counts))
     order = order[counts[order] >= min_count][:limit]
-    index = np.zeros(len(values), np.int64)
+    index = np.zeros(len(values), np.int32)
     index[order] = np.arange(1, len(order) + 1)
     return Vocabulary([values[i] for i in order]), index
-
-
-def _merge(codes: np.ndarray, counts: np.ndarray, more: np.ndarray, more_counts: np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
-    if not len(codes):
-        return more, more_counts
-    merged, inverse = np.unique(np.concatenate([codes, more]), return_inverse=True)
-    return merged, np.bincount(inverse, weights=np.concatenate([counts, more_counts])).astype(np.int64)
 
 
 def cooccurrence(a_rows: np.ndarray, a_ids: np.ndarray, b_rows: np.ndarray, b_ids: np.ndarray, *,
                  num_rows: int, num_a: int, num_b: int) -> CSR:
     """How many rows hold both a and b, for each pair seen: a CSR by a over ``num_a`` rows.
 
-    `a_rows`/`a_ids` (and b's) list each row's distinct ids, sorted by row.
+    `a_rows`/`a_ids` (and b's) list each row's distinct ids, sorted by row. The pairs are made a
+    few million at a time, for ranges of a's ids (so each range's counts are final and the memory
+    follows the distinct pairs, not all the pairs).
     """
     b_indptr = np.searchsorted(b_rows, np.arange(num_rows + 1))
-    per = b_indptr[a_rows + 1] - b_indptr[a_rows]  # pairs each a entry makes
-    ends = np.cumsum(per)
-    codes, counts = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    lo = 0
-    while lo < len(a_rows):
-        hi = max(lo + 1, int(np.searchsorted(ends, ends[lo] - per[lo] + _PAIRS_PER_CHUNK, side="right")))
-        reps = per[lo:hi]
-        starts = np.repeat(b_indptr[a_rows[lo:hi]] - (np.cumsum(reps) - reps), reps)
-        pairs = np.repeat(a_ids[lo:hi], reps) * num_b + b_ids[starts + np.arange(int(reps.sum()))]
-        codes, counts = _merge(codes, counts, *np.unique(pairs, return_counts=True))
-        lo = hi
-    indptr = np.searchsorted(codes // num_b, np.arange(num_a + 1))
-    return indptr.astype(np.int64), (codes % num_b).astype(np.int32), counts.astype(np.int32)
+    b_len = np.diff(b_indptr)
+    load = np.cumsum(np.bincount(a_ids, weights=b_len[a_rows], minlength=num_a))  # pairs of ids <= i
+    cuts = np.unique(np.searchsorted(load, np.arange(_PAIRS_PER_CHUNK, load[-1] + _PAIRS_PER_CHUNK,
+                                                     _PAIRS_PER_CHUNK), side="right"))
+    cols, counts, nnz = [], [], np.zeros(num_a, np.int64)
+    for lo, hi in zip(np.concatenate([[0], cuts[:-1]]), cuts):
+        sel = np.flatnonzero((a_ids >= lo) & (a_ids < hi))
+        rows = a_rows[sel]
+        reps = b_len[rows]
+        starts = np.repeat(b_indptr[rows] - (np.cumsum(reps) - reps), reps)
+        b = b_ids[starts + np.arange(int(reps.sum()))]
+        found, n = np.unique(np.repeat(a_ids[sel].astype(np.int64), reps) * num_b + b, return_counts=True)
+        nnz += np.bincount(found // num_b, minlength=num_a)
+        cols.append((found % num_b).astype(np.int32))
+        counts.append(n.astype(np.int32))
+    indptr = np.concatenate([[0], np.cumsum(nnz)]).astype(np.int64)
+    return (indptr, np.concatenate(cols) if cols else np.zeros(0, np.int32),
+            np.concatenate(counts) if counts else np.zeros(0, np.int32))
 
 
 class TagCooccurrenceFeaturizer(Featurizer):
@@ -129,12 +147,18 @@ class TagCooccurrenceFeaturizer(Featurizer):
         t_ids = tag_index[t_codes]
         t_rows, t_ids = t_rows[t_ids > 0], t_ids[t_ids > 0]
         posts = np.unique(t_rows)  # tagged posts, renumbered 0..N-1
-        t_rows = np.searchsorted(posts, t_rows)
-        kept = items.select(fields).take(pa.array(posts, pa.int64()))
-        w_rows, w_codes, w_values = _distinct(*_post_words(kept, fields))
+        t_rows = np.searchsorted(posts, t_rows).astype(np.int32)
+        post_of_row = np.full(items.num_rows, -1, np.int32)
+        post_of_row[posts] = np.arange(len(posts))
+        w_rows, w_codes, w_values = _post_word_pairs(items, fields)
+        w_rows = post_of_row[w_rows]
+        w_codes = w_codes[w_rows >= 0]
+        w_rows = w_rows[w_rows >= 0]
+        pa.default_memory_pool().release_unused()  # the tokenizer's buffers, before counting
         vocab, word_index = _vocabulary(w_rows, w_codes, w_values, min_count=config.min_word_count,
                                         limit=config.max_words)
         w_ids = word_index[w_codes]
+        del w_codes
         w_rows, w_ids = w_rows[w_ids > 0], w_ids[w_ids > 0]
         n = len(posts)
         arrays = {"word_posts": np.bincount(w_ids, minlength=vocab.size).astype(np.int64),
@@ -158,11 +182,14 @@ class TagCooccurrenceFeaturizer(Featurizer):
 
     def post_words(self, table: pa.Table, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each row's distinct known words from its `fields`: (indptr (rows + 1,), word indices)."""
-        rows, found = _post_words(table, fields)
-        idx = self.words.encode(found) if len(found) else np.zeros(0, np.int64)
-        pairs = np.unique(rows[idx > 0] * self.words.size + idx[idx > 0])
-        indptr = np.searchsorted(pairs // self.words.size, np.arange(table.num_rows + 1))
-        return indptr.astype(np.int64), (pairs % self.words.size).astype(np.int64)
+        size, parts = self.words.size, []
+        for start in range(0, table.num_rows, _ROWS_PER_CHUNK):
+            rows, found = _post_words(table.slice(start, _ROWS_PER_CHUNK), fields)
+            idx = self.words.encode(found) if len(found) else np.zeros(0, np.int64)
+            parts.append(np.unique((rows[idx > 0] + start) * size + idx[idx > 0]))
+        pairs = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        indptr = np.searchsorted(pairs // size, np.arange(table.num_rows + 1))
+        return indptr.astype(np.int64), (pairs % size).astype(np.int32)
 
     def transform(self, tables: Mapping[DatasetKind, pa.Table]) -> None:
         return None  # nothing to train on: the counts are the model

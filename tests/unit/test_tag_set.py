@@ -158,6 +158,25 @@ def test_stored_items_answer_by_id_and_the_fit_is_deterministic(tmp_path: Path) 
     assert [a.ranked for a in loaded.predict_batch(queries)] == [a.ranked for a in first]
 
 
+def test_counts_made_in_small_chunks_are_the_same(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import recipes.tag_cooccurrence.featurizer as featurizer
+
+    rows = many_posts(30) + POSTS
+    whole = predictor(posts(rows), min_word_count=1).featurizer
+    monkeypatch.setattr(featurizer, "_PAIRS_PER_CHUNK", 3)  # ranges of one or two words
+    monkeypatch.setattr(featurizer, "_ROWS_PER_CHUNK", 4)  # tokenized 4 posts at a time
+    chunked = predictor(posts(rows), min_word_count=1).featurizer
+    for name, d in (("whole", tmp_path / "whole"), ("chunked", tmp_path / "chunked")):
+        d.mkdir()
+        (whole if name == "whole" else chunked).save(d)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()} == \
+        {p.name: p.read_bytes() for p in (tmp_path / "chunked").iterdir()}
+    indptr, tags, counts = whole.word_tag
+    servo, arm = whole.words.index("servo"), whole.tags.index("arm")
+    row = slice(indptr[servo], indptr[servo + 1])
+    assert dict(zip(tags[row].tolist(), counts[row].tolist()))[arm] == 1  # p2 only
+
+
 def test_an_items_dataset_without_tags_is_refused_by_name() -> None:
     schemas = {DatasetKind.ITEMS: Schema.model_validate({"fields": [
         {"name": "item_id", "type": "string", "role": "ITEM_ID"}, {"name": "title", "type": "text"}]})}
