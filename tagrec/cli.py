@@ -635,11 +635,9 @@ def recipes_describe(ctx: click.Context, recipe: str) -> None:
         _emit(ctx, info, [])
         return
     out.print(f"[bold]{info.id}[/bold] ({info.task}) — {info.paper}\n{info.description}")
-    def kinds(datasets: dict[str, list[str]]) -> str:
-        return ", ".join(f"{k} ({', '.join(roles)})" for k, roles in datasets.items()) or "none"
-
-    out.print(f"required datasets: {kinds(info.required_datasets)}; "
-              f"optional: {kinds(info.optional_datasets)}")
+    required, optional = (", ".join(f"{k} ({', '.join(roles)})" for k, roles in d.items()) or "none"
+                          for d in (info.required_datasets, info.optional_datasets))
+    out.print(f"required datasets: {required}; optional: {optional}")
     table = Table("hyperparameter", "type", "default", "min", "max", "description")
     for name, prop in info.hyperparameters.get("properties", {}).items():
         table.add_row(name, *_bounds(prop), prop.get("description", ""))
@@ -771,15 +769,15 @@ def _wait_version(client: Client, group: str, version: SolutionVersion, show: bo
                                              poll_interval=1.0, on_progress=update)
 
 
-# Metrics where a lower value is better; their lift is baseline / model, so above 1 is still better.
-_LOWER_IS_BETTER = frozenset({"perplexity"})
-
-
 def _training_info(p: Any) -> str:
     """``epoch 2/5, training, loss 0.1234, 19,478 events/s``."""
     info = f"epoch {p.epoch}/{p.epochs or '?'}, {p.phase}"
     info += f", loss {p.loss:.4f}" if p.loss is not None else ""
     return info + (f", {p.events_per_second:,.0f} events/s" if p.events_per_second else "")
+
+
+# Metrics where a lower value is better; their lift is baseline / model, so above 1 is still better.
+_LOWER_IS_BETTER = frozenset({"perplexity"})
 
 
 def _metrics_table(v: SolutionVersion) -> Table:
@@ -794,8 +792,9 @@ def _metrics_table(v: SolutionVersion) -> Table:
         table.add_row(name, *row, f"{lift:.2f}x" if lift is not None else "-")
     if baselines:
         first = next(iter(baselines))
-        table.caption, table.caption_justify = (f"lift above 1x: {v.recipe} beats {first} (a lower-is-better "
-                                                f"metric's lift is {first} ÷ model)"), "left"
+        table.caption = (f"lift above 1x: {v.recipe} beats {first} (a lower-is-better metric's lift is "
+                         f"{first} ÷ model)")
+        table.caption_justify = "left"
     return table
 
 

@@ -442,36 +442,108 @@ def test_metrics_table_marks_lower_is_better_and_formats_numbers() -> None:
         ["-", "0.0000", "1.23e-05", "3", "-2.5000"]
 
 
-@pytest.mark.slow
-def test_quickstart_on_ml1m_trains_deploys_and_latest_names_the_version(tmp_path: Path) -> None:
-    """`make demo`'s path (table output) on an ml-1m folder, on a Ray platform; then `latest`."""
-    env = _env(tmp_path / "home")
-    folder = movielens_folder(tmp_path, "ml-1m")
+@pytest.fixture(scope="module")
+def ray_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A platform with the Ray executor (training and campaigns), started as `make demo` does."""
+    env = _env(tmp_path_factory.mktemp("ray-home"))
     try:
         run(env, "up")
-        proc = run(env, "quickstart", "--data", f"movielens:{folder}", "--group", "qs-ml1m", "--keep",
-                   "--set", "epochs=1", "--set", "hidden_size=8", "--set", "item_embedding_dim=8",
-                   "--set", "bptt=8", "--set", "burn_in=4")
-        started = re.search(r"tagrec: training version (\S+) of solution quickstart", proc.stderr)
-        assert started, proc.stderr
-        name = started.group(1)
-        assert f"hrnn-meta version {name}:" in proc.stdout and "ndcg@10" in proc.stdout
-        assert "deploying campaign quickstart" in proc.stderr
-        assert "recommend latency over 100 sequential requests" in proc.stdout
-
-        latest = json.loads(run(env, "versions", "describe", "-g", "qs-ml1m", "-s", "quickstart",
-                                "latest", "-o", "json").stdout)
-        assert (latest["name"], latest["status"]) == (name, "ACTIVE")
-        updated = run(env, "campaigns", "update", "-g", "qs-ml1m", "quickstart", "-v", "latest")
-        assert "deploying campaign quickstart" in updated.stderr
-        assert any(name in line and "ACTIVE" in line for line in updated.stdout.splitlines()), updated.stdout
-        from sdk import Client
-
-        status = json.loads(run(env, "status", "-o", "json").stdout)
-        key = (Path(env["TAGREC_HOME"]) / "credentials").read_text().split("api_key = ")[1].split()[0]
-        with Client(base_url=status["url"], api_key=key, start_local=False) as c:
-            assert c.solution_versions.resolve("qs-ml1m", "quickstart", "latest") == name
-            assert c.campaigns.retrieve("qs-ml1m", "quickstart").solution_version == name
-        run(env, "dataset-groups", "delete", "qs-ml1m", "--force")
+        yield env
     finally:
         run(env, "down", check=False)
+
+
+@pytest.mark.slow
+def test_quickstart_on_ml1m_trains_deploys_and_latest_names_the_version(ray_env: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """`make demo`'s path (table output) on an ml-1m folder, on a Ray platform; then `latest`."""
+    env = ray_env
+    folder = movielens_folder(tmp_path, "ml-1m")
+    proc = run(env, "quickstart", "--data", f"movielens:{folder}", "--group", "qs-ml1m", "--keep",
+               "--set", "epochs=2", "--set", "hidden_size=8", "--set", "item_embedding_dim=8",
+               "--set", "bptt=8", "--set", "burn_in=4")
+    started = re.search(r"tagrec: training version (\S+) of solution quickstart", proc.stderr)
+    assert started, proc.stderr
+    name = started.group(1)
+    assert f"hrnn-meta (next-item) version {name}:" in proc.stdout and "ndcg@10" in proc.stdout, proc.stdout
+    assert "deploying campaign quickstart" in proc.stderr
+    assert "latency over 100 sequential requests" in proc.stdout, proc.stdout
+    # stderr is a pipe: whole progress lines (one per phase or epoch), never a bar cut at 80 columns
+    assert "━" not in proc.stderr and not [line for line in proc.stderr.splitlines()
+                                           if line.startswith("tagrec: ") and "…" in line], proc.stderr
+    for epoch in (1, 2):
+        assert any(line.startswith(f"tagrec: training {name}: ") and f"epoch {epoch}/2" in line
+                   for line in proc.stderr.splitlines()), proc.stderr
+    assert "tagrec: deploying campaign quickstart: ACTIVE, version " + name in proc.stderr
+    assert "perplexity (lower is better)" in proc.stdout and "lift above 1x" in proc.stdout
+    timings = [line for line in proc.stdout.splitlines() if line.startswith("timings: ")]
+    assert len(timings) == 1 and "{" not in timings[0], proc.stdout
+    pairs = dict(pair.split("=") for pair in timings[0].removeprefix("timings: ").split())
+    assert {"connect_s", "import_s", "train_s", "deploy_s"} <= set(pairs), pairs
+    assert any(k.startswith("version.") for k in pairs) and all(float(v) >= 0 for v in pairs.values())
+
+    latest = json.loads(run(env, "versions", "describe", "-g", "qs-ml1m", "-s", "quickstart",
+                            "latest", "-o", "json").stdout)
+    assert (latest["name"], latest["status"]) == (name, "ACTIVE")
+    updated = run(env, "campaigns", "update", "-g", "qs-ml1m", "quickstart", "-v", "latest")
+    assert "deploying campaign quickstart" in updated.stderr
+    assert any(name in line and "ACTIVE" in line for line in updated.stdout.splitlines()), updated.stdout
+    from sdk import Client
+
+    status = json.loads(run(env, "status", "-o", "json").stdout)
+    with Client(base_url=status["url"], api_key=_api_key(env), start_local=False) as c:
+        assert c.solution_versions.resolve("qs-ml1m", "quickstart", "latest") == name
+        assert c.campaigns.retrieve("qs-ml1m", "quickstart").solution_version == name
+    run(env, "dataset-groups", "delete", "qs-ml1m", "--force")
+
+
+def _api_key(env: dict[str, str]) -> str:
+    return (Path(env["TAGREC_HOME"]) / "credentials").read_text().split("api_key = ")[1].split()[0]
+
+
+@pytest.mark.slow
+def test_recommend_tags_from_the_cli_and_by_http_as_the_readme_says(ray_env: dict[str, str],
+                                                                    tmp_path: Path) -> None:
+    """A user-tags campaign built with the CLI alone (no --evaluation: the recipe's protocol),
+    asked with `campaigns recommend-tags`, then POSTed to directly as README's curl does."""
+    import httpx
+    import pyarrow.parquet as pq
+
+    from tests.unit.test_user_item_tags import SCHEMA, hetrec_like
+
+    env, group = ray_env, unique("tags")
+    table = hetrec_like(seed=7, n_users=100, n_items=60, n_events=2500)
+    pq.write_table(table, tmp_path / "tags.parquet")
+    (tmp_path / "schema.json").write_text(SCHEMA.model_dump_json())
+    run(env, "import", "file", str(tmp_path / "tags.parquet"), "-g", group, "-d", "interactions",
+        "--schema", str(tmp_path / "schema.json"))
+    run(env, "solutions", "create", "-g", group, "-n", "profiles", "-r", "tag-popularity")
+    trained = run(env, "versions", "create", "-g", group, "-s", "profiles")
+    version = re.search(r"tagrec: training version (\S+) of solution profiles", trained.stderr)
+    assert version and f"tagrec: training {version.group(1)}: ACTIVE" in trained.stderr, trained.stderr
+    assert "…" not in trained.stderr and "precision@" in trained.stdout, trained.stdout
+    run(env, "campaigns", "create", "-g", group, "-n", "profiles", "-s", "profiles", "-v", "latest")
+    campaign = json.loads(run(env, "-o", "json", "campaigns", "describe", "-g", group, "profiles").stdout)
+    assert _lines_with(run(env, "campaigns", "list", "-g", group).stdout, campaign["endpoint"], "ACTIVE")
+
+    user = table.column("user_id")[0].as_py()
+    answer = json.loads(run(env, "-o", "json", "campaigns", "recommend-tags", "-g", group, "profiles",
+                            "-u", user, "-k", "5").stdout)
+    assert len(answer["tags"]) == 5 and answer["fallback"] is False
+    shown = run(env, "campaigns", "recommend-tags", "-g", group, "profiles", "-u", user, "-k", "5")
+    for tag in answer["tags"]:
+        assert _lines_with(shown.stdout, f" {tag['tag']} "), shown.stdout
+    assert f"version {campaign['solution_version']}" in shown.stderr
+    unknown = run(env, "campaigns", "recommend-tags", "-g", group, "profiles", "-u", "nobody-at-all")
+    assert "fallback" in unknown.stderr, unknown.stderr
+    wrong = _error_line(run(env, "campaigns", "generate-tags", "-g", group, "profiles", "--text", "x",
+                            check=False))
+    assert "wrong_task" in wrong, wrong
+
+    direct = httpx.post(f"{campaign['endpoint']}/recommend-tags", timeout=30,
+                        headers={"Authorization": f"Bearer {_api_key(env)}"},
+                        json={"user_id": user, "num_results": 5})
+    assert direct.status_code == 200, direct.text
+    assert direct.json()["tags"] == answer["tags"]
+    run(env, "campaigns", "delete", "-g", group, "profiles")
+    run(env, "dataset-groups", "delete", group, "--force")
