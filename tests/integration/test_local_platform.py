@@ -12,8 +12,6 @@ import ipaddress
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,17 +21,9 @@ import pytest
 
 from tagrec.local import platform_processes
 from tests.conftest import INTERACTIONS_SCHEMA, free_port, unique
+from tests.integration.test_cli import run as tagrec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def tagrec(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "tagrec.cli", *args], env=env, text=True,
-                          capture_output=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"tagrec {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture
