@@ -216,7 +216,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         first = e.errors()[0]
         loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
         field = ".".join(loc) or None
-        msg = first.get("msg", "invalid input")
+        msg = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
         if first.get("type") == "json_invalid":
             return _error(400, "invalid_json", f"request body is not valid JSON: {msg}")
         given = first.get("input")
@@ -847,8 +847,9 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
 
         def start(d: dict[str, Any]) -> dict[str, Any]:
             if d["status"] == Status.CREATE_FAILED.value:
-                raise ApiError(409, "conflict", f"campaign {campaign!r} failed ({d.get('failure_reason')}): "
-                               "it cannot be updated; delete it and create it again")
+                raise ApiError(409, "conflict", f"campaign {campaign!r} is CREATE_FAILED "
+                               f"({d.get('failure_reason')}): it cannot be updated; delete it and "
+                               "create it again")
             if d["status"] != Status.ACTIVE.value or d.get("pending_update"):
                 raise ApiError(409, "conflict", f"campaign {campaign!r} is {d['status']}"
                                + (" with an update rolling out" if d.get("pending_update") else "")

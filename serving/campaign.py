@@ -82,7 +82,11 @@ UNAUTHENTICATED = json.dumps({"error": {"type": "unauthenticated", "field": None
 # Every runtime verb of every task is a POST route; a campaign answers its task's verbs and
 # refuses the others with a 400 naming the tasks that serve them.
 _ROUTES = {**{verb: "POST" for verb in VERB_REQUESTS}, "healthz": "GET"}
-_SUBMIT = threading.RLock()  # one Serve app submission at a time in this process (see `deploy`)
+# One Serve API call at a time in this process: Serve's configs pickle their router classes with
+# process-wide cloudpickle registrations (register, dumps, unregister) whenever they are built,
+# and two threads doing so at once broke a deployment ("... is not registered for pickle by
+# value"). Replica start-ups are awaited outside it, by polling. Lock order: _catch_all_lock first.
+_SUBMIT = threading.RLock()
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -439,9 +443,12 @@ def ensure_serve(host: str = "127.0.0.1", port: int = 8000,
     """Start Serve's HTTP proxy (idempotent) and the catch-all app at "/" (it checks keys against
     `store_config`; without one it answers 401 to everything until the first `deploy`)."""
     global _catch_all_store
-    serve.start(http_options={"host": host, "port": port})
+    with _SUBMIT:
+        serve.start(http_options={"host": host, "port": port})
     with _catch_all_lock:
-        if _CATCH_ALL not in serve.status().applications:
+        with _SUBMIT:
+            running = _CATCH_ALL in serve.status().applications
+        if not running:
             _run_catch_all(store_config)
             _catch_all_store = store_config
 
@@ -462,6 +469,14 @@ def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict
     serialized (Serve registers modules for pickling process-wide while it serializes an app,
     and two threads doing so at once broke a deployment: "... is not registered for pickle by
     value"); the waits for replicas run in parallel."""
+    _ensure_catch_all(store_config)
+    with _SUBMIT:  # every Serve call of this process: see _SUBMIT
+        _submit(store_config, tenant, group, campaign, replica_cpus)
+    _wait_running(app_name(tenant, group, campaign["name"]), timeout_s)
+
+
+def _submit(store_config: dict[str, Any], tenant: str, group: str, campaign: dict[str, Any],
+            replica_cpus: float) -> None:
     from ray.serve.config import BackpressureConfig
 
     options: dict[str, Any] = {
@@ -481,22 +496,19 @@ def deploy(store_config: dict[str, Any], tenant: str, group: str, campaign: dict
                                          "target_ongoing_requests": target}
     else:
         options["num_replicas"] = campaign["min_replicas"]
-    _ensure_catch_all(store_config)
-    name = app_name(tenant, group, campaign["name"])
-    with _SUBMIT:  # Serve pickles the app with process-global cloudpickle registrations
-        app = serve.deployment(CampaignServer, **options).bind(
-            store_config, tenant, group, campaign["name"], campaign["solution"], campaign["solution_version"])
-        serve.run_many([serve.RunTarget(app, name=name, route_prefix=endpoint_path(tenant, group,
-                                                                                   campaign["name"]))],
-                       wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
-    _wait_running(name, timeout_s)
+    app = serve.deployment(CampaignServer, **options).bind(
+        store_config, tenant, group, campaign["name"], campaign["solution"], campaign["solution_version"])
+    serve.run_many([serve.RunTarget(app, name=app_name(tenant, group, campaign["name"]),
+                                    route_prefix=endpoint_path(tenant, group, campaign["name"]))],
+                   wait_for_ingress_deployment_creation=False, wait_for_applications_running=False)
 
 
 def _wait_running(name: str, timeout_s: float) -> None:
     """Until the application `name` is RUNNING (its new replicas healthy); raises if it fails."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = serve.status().applications.get(name)
+        with _SUBMIT:
+            status = serve.status().applications.get(name)
         state = str(getattr(status, "status", "NOT_STARTED")).rsplit(".", 1)[-1]
         if state == "RUNNING":
             return
@@ -510,5 +522,6 @@ def _wait_running(name: str, timeout_s: float) -> None:
 
 
 def undeploy(tenant: str, group: str, campaign: str) -> None:
-    serve.delete(app_name(tenant, group, campaign))
+    with _SUBMIT:
+        serve.delete(app_name(tenant, group, campaign))
 

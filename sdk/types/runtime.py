@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from .common import _Model
 
@@ -172,9 +172,10 @@ class TagsResponse(_Model):
 
 
 class Event(_Model):
-    item_id: ItemId | None = Field(default=None, description="The item; empty for a tag click.")
     tags: list[TagId] | None = Field(default=None, min_length=1, max_length=50,
                                      description="Tags clicked or applied (the dataset's TAGS field).")
+    item_id: ItemId | None = Field(default=None, validate_default=True,
+                                   description="The item; empty for a tag click (give tags then).")
     event_id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         default=None, description="Deduplication key: an event id seen before is not stored again."
     )
@@ -183,11 +184,12 @@ class Event(_Model):
     event_type: Annotated[str, StringConstraints(max_length=256)] | None = None
     event_value: float | None = Field(default=None, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _what(self) -> Event:
-        if self.item_id is None and not self.tags:
-            raise ValueError("give item_id, tags or both")
-        return self
+    @field_validator("item_id")
+    @classmethod
+    def _item_or_tags(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and not info.data.get("tags"):
+            raise ValueError("required: the item interacted with (or tags, for a tag click)")
+        return value
 
 
 class PutEventsRequest(_Model):
