@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self, TypeVar
 from urllib.parse import urlparse
 
@@ -271,16 +271,6 @@ class Client:
             return dict(self.request("GET", path, params=params).json())
 
         return Listing(fetch, parse)
-
-    def paginate(self, path: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Yield every item of a paginated listing, following ``next_token``."""
-        params: dict[str, Any] = {"max_results": page_size}
-        while True:
-            page = self.request("GET", path, params=params).json()
-            yield from page["items"]
-            if not page.get("next_token"):
-                return
-            params["next_token"] = page["next_token"]
 
     @staticmethod
     def new_idempotency_key() -> str:
