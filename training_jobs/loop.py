@@ -31,16 +31,20 @@ def has_parameters(model: Any) -> bool:
 
 def epochs(hooks: Any, model: Any, optimizer: Any, examples: Any, *, num_epochs: int, start_epoch: int = 0,
            rank: int = 0, world_size: int = 1,
-           average_gradients: Callable[[Any], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Train epoch by epoch; after each, yield ``{"epoch", "loss", "events", "seconds"}``.
+           average_gradients: Callable[[Any], None] | None = None,
+           on_step: Callable[[dict[str, Any]], Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Train epoch by epoch; after each, yield ``{"epoch", "loss", "events", "batches", "seconds"}``.
 
     Per batch: zero_grad, the recipe's loss, backward, `average_gradients` (data-parallel
     workers), the recipe's gradient clipping, the optimizer step. `loss`/`events` are this
-    worker's (mean loss over its batches, events it saw).
+    worker's (mean loss over its batches, events it saw). `on_step` sees each step's
+    ``{"epoch", "batch", "loss", "events"}`` after the optimizer step (per-step timing, a fixed
+    number of steps); a truthy return ends training there (data-parallel workers must all
+    stop at the same step): the epoch so far is still yielded.
     """
     for epoch in range(start_epoch, num_epochs):
         model.train()
-        t0, total, n, events = time.perf_counter(), 0.0, 0, 0
+        t0, total, n, events, stop = time.perf_counter(), 0.0, 0, 0, False
         for batch in hooks.batches(examples, epoch=epoch, rank=rank, world_size=world_size):
             optimizer.zero_grad()
             loss = hooks.loss(model, batch)
@@ -49,11 +53,16 @@ def epochs(hooks: Any, model: Any, optimizer: Any, examples: Any, *, num_epochs:
                 average_gradients(model)
             hooks.clip_gradients(model)
             optimizer.step()
-            total += float(loss.detach())
-            n += 1
-            events += hooks.num_events(batch)
+            step = {"epoch": epoch, "batch": n, "loss": float(loss.detach()),
+                    "events": hooks.num_events(batch)}
+            total, n, events = total + step["loss"], n + 1, events + step["events"]
+            stop = on_step is not None and bool(on_step(step))
+            if stop:
+                break
         yield {"epoch": epoch, "loss": total / max(n, 1), "events": events, "batches": n,
                "seconds": time.perf_counter() - t0}
+        if stop:
+            return
 
 
 def fit_in_process(recipe: str | RecipeSpec, hyperparameters: Mapping[str, Any] | Any,
