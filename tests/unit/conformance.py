@@ -6,12 +6,14 @@ saved state loads back equal; a saved artifact loads into a predictor giving ide
 answers honour each query (at most `num_results`, nothing excluded, only candidates when given,
 best first); the predictor's answers are what the evaluation ranks (the protocol scores
 `predict_batch`); and, for recipes with parameters, a finite loss with finite gradients and one
-batch overfitted.
+batch overfitted; every protocol of the recipe can validate its epochs, and a recipe trained by
+epochs keeps its best one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,8 +23,29 @@ import pytest
 from recipes import get_recipe
 from recipes.base import Query, RecipeSpec, save_artifact
 from sdk.tasks import get_task
-from sdk.types import DatasetKind, Schema
-from training_jobs.loop import fit_in_process, has_parameters
+from sdk.types import DatasetKind, EvaluationConfig, Schema
+from training_jobs.evaluation.protocols import get_protocol
+from training_jobs.loop import epochs, fit_in_process, has_parameters
+from training_jobs.validation import Validation, trains_by_epochs
+
+
+class OneBatch:
+    """A recipe's hooks whose every epoch is one given batch, so the generic loop overfits it."""
+
+    def __init__(self, hooks: Any, batch: dict[str, Any]) -> None:
+        self.hooks, self.batch = hooks, batch
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.hooks, name)
+
+    def batches(self, examples: Any, **_: Any) -> Iterator[dict[str, Any]]:
+        yield self.batch
+
+
+def overfit(hooks: Any, model: Any, optimizer: Any, batch: dict[str, Any], steps: int) -> tuple[float, float]:
+    """`steps` steps of the generic loop on `batch` alone: its loss before the first and the last step."""
+    losses = [m["loss"] for m in epochs(OneBatch(hooks, batch), model, optimizer, None, num_epochs=steps)]
+    return losses[0], losses[-1]
 
 
 class RecipeConformance:
@@ -133,11 +156,39 @@ class RecipeConformance:
         if not has_parameters(model):
             pytest.skip(f"{spec.id} is count-based: nothing to optimize")
         batch = next(iter(hooks.batches(featurizer.transform(tables), epoch=0)))
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
-        first = float(hooks.loss(model, batch).detach())
-        for _ in range(self.overfit_steps):
-            optimizer.zero_grad()
-            loss = hooks.loss(model, batch)
-            loss.backward()
-            optimizer.step()
-        assert float(loss.detach()) < 0.5 * first, (first, float(loss.detach()))
+        first, last = overfit(hooks, model, torch.optim.Adam(model.parameters(), lr=0.02), batch,
+                              self.overfit_steps)
+        assert last < 0.5 * first, (first, last)
+
+    # Small enough for the suites' data: a few test cases per protocol, short hold-outs.
+    validation_config: ClassVar[dict[str, Any]] = {"min_test_users": 3, "holdout_last": 2,
+                                                   "validation_fraction": 0.3, "patience": 1}
+
+    def test_every_protocol_can_validate_epochs(self, spec: RecipeSpec, fitted: tuple) -> None:
+        """Each protocol the recipe supports holds a validation part out of the training tables and
+        scores a model on it with its validation metric (what picks a version's best epoch)."""
+        config, featurizer, model, tables, schemas = fitted
+        evaluation = EvaluationConfig.model_validate(self.validation_config)
+        for name in spec.protocols:
+            protocol = get_protocol(name)
+            validation = Validation.of(protocol, tables, schemas, evaluation)
+            assert validation.split.relevant, f"{name}: no validation case"
+            assert math.isfinite(validation.score(spec, config, featurizer, model)), name
+
+    def test_trainable_models_keep_their_best_epoch(self, spec: RecipeSpec) -> None:
+        """Trained with validation, the fit returns the best-scoring epoch's weights, and stops
+        `patience` epochs after it."""
+        if not trains_by_epochs(spec):
+            pytest.skip(f"{spec.id} is count-based: no epochs")
+        tables, schemas = self.data()
+        evaluation = EvaluationConfig.model_validate(self.validation_config)
+        validation = Validation.of(get_protocol(spec.protocols[0]), tables, schemas, evaluation)
+        seen: list[dict[str, Any]] = []
+        epochs_ = 6
+        config, featurizer, model = fit_in_process(spec, {**self.hyperparameters, "epochs": epochs_},
+                                                   validation.train, schemas=schemas, threads=1,
+                                                   validation=validation, on_epoch=seen.append)
+        scores = [m["validation_score"] for m in seen]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        assert validation.score(spec, config, featurizer, model) == pytest.approx(scores[best])
+        assert len(scores) == epochs_ or len(scores) == best + 1 + evaluation.patience

@@ -5,7 +5,6 @@ All data come from `sdk.synthetic.generate` (seeded, with planted successor stru
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from recipes.hrnn_meta.featurizer import OOV, time_bucket
 from recipes.hrnn_meta.training import LazyAdam, make_windows
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
-from tests.unit.conformance import RecipeConformance
+from tests.unit.conformance import RecipeConformance, overfit
+from training_jobs.loop import epochs
 
 SMALL = HrnnMetaConfig(hidden_size=16, item_embedding_dim=12, bptt=8, burn_in=4, batch_size=8,
                        epochs=1, item_feature_dim=8, item_feature_mlp_size=16, seed=1)
@@ -262,16 +262,8 @@ def test_overfits_one_batch(data: SyntheticData, fitted: HrnnMetaFeaturizer, sam
                                       "sampled_softmax_threshold": 0 if sampled else 10**6})
     hooks = HrnnMetaHooks(config, fitted)
     model = hooks.build_model()
-    optimizer = hooks.configure_optimizer(model)
-    batch = first_batch(hooks, data)
-    first = float(hooks.loss(model, batch).detach())
-    for _ in range(100):
-        loss = hooks.loss(model, batch)
-        optimizer.zero_grad()
-        loss.backward()
-        hooks.clip_gradients(model)
-        optimizer.step()
-    assert float(loss.detach()) < 0.2 * first, (first, float(loss.detach()))
+    first, last = overfit(hooks, model, hooks.configure_optimizer(model), first_batch(hooks, data), 100)
+    assert last < 0.2 * first, (first, last)
 
 
 def test_lazy_adam_equals_adam_on_dense_gradients() -> None:
@@ -290,7 +282,8 @@ def test_lazy_adam_equals_adam_on_dense_gradients() -> None:
 
 def test_sampled_softmax_updates_only_the_rows_a_batch_touches(data: SyntheticData,
                                                                fitted: HrnnMetaFeaturizer) -> None:
-    """§3.1: with sampled softmax only the sampled items' weights move (sparse gradients)."""
+    """§3.1: with sampled softmax only the sampled items' weights move (sparse gradients): one
+    step of the generic loop, on its first batch."""
     config = SMALL.model_copy(update={"sampled_softmax_threshold": 0, "num_negatives": 8,
                                       "max_grad_norm": 1e-3, "weight_decay": 0.01})
     hooks = HrnnMetaHooks(config, fitted)
@@ -299,15 +292,13 @@ def test_sampled_softmax_updates_only_the_rows_a_batch_touches(data: SyntheticDa
     assert isinstance(optimizer, LazyAdam) and model.output_weight.sparse
     batch = first_batch(hooks, data)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    optimizer.zero_grad()
-    hooks.loss(model, batch).backward()
-    assert model.output_weight.weight.grad.is_sparse
-    norm = hooks.clip_gradients(model)
+    examples = hooks.featurizer.transform(data.tables())
+    [epoch] = epochs(hooks, model, optimizer, examples, num_epochs=1, on_step=lambda step: True)
+    assert epoch["batches"] == 1 and model.output_weight.weight.grad.is_sparse
     grads = [p.grad.coalesce().values() if p.grad.is_sparse else p.grad
              for p in model.parameters() if p.grad is not None]
     clipped = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    assert norm > config.max_grad_norm and clipped <= config.max_grad_norm * 1.001
-    optimizer.step()
+    assert float(clipped) == pytest.approx(config.max_grad_norm, rel=1e-3)  # clipped, not smaller
     touched_out = torch.cat([batch["targets"][batch["targets"] > 0], batch["negatives"]]).unique()
     touched_in = batch["items"][batch["items"] > 0].unique()
     for name, rows in (("output_weight.weight", touched_out), ("output_bias.weight", touched_out),
@@ -319,27 +310,24 @@ def test_sampled_softmax_updates_only_the_rows_a_batch_touches(data: SyntheticDa
 
 def test_lazy_adam_checkpoint_resumes_exactly(data: SyntheticData,
                                               fitted: HrnnMetaFeaturizer) -> None:
-    """The generic loop checkpoints optimizer.state_dict() and loads it with weights_only=True."""
+    """The generic loop checkpoints optimizer.state_dict() after an epoch and loads it with
+    weights_only=True (as Ray Train's workers do): epochs 0-1 straight == epoch 0, resume, epoch 1."""
     import io
 
     config = SMALL.model_copy(update={"sampled_softmax_threshold": 0, "num_negatives": 8,
                                       "dropout": 0.0})
     hooks = HrnnMetaHooks(config, fitted)
-    batches = list(itertools.islice(hooks.batches(hooks.featurizer.transform(data.tables()),
-                                                  epoch=0), 3))
+    examples = hooks.featurizer.transform(data.tables())
 
-    def run(model: HrnnMetaModel, optimizer: torch.optim.Optimizer, steps: list[dict]) -> None:
-        for batch in steps:
-            optimizer.zero_grad()
-            hooks.loss(model, batch).backward()
-            hooks.clip_gradients(model)
-            optimizer.step()
+    def run(model: HrnnMetaModel, optimizer: torch.optim.Optimizer, start: int, end: int) -> None:
+        for _ in epochs(hooks, model, optimizer, examples, num_epochs=end, start_epoch=start):
+            pass
 
     straight = hooks.build_model()
-    run(straight, hooks.configure_optimizer(straight), batches)
+    run(straight, hooks.configure_optimizer(straight), 0, 2)
     first = hooks.build_model()
     optimizer = hooks.configure_optimizer(first)
-    run(first, optimizer, batches[:2])
+    run(first, optimizer, 0, 1)
     buffer = io.BytesIO()
     torch.save({"model": first.state_dict(), "optimizer": optimizer.state_dict()}, buffer)
     buffer.seek(0)
@@ -348,7 +336,7 @@ def test_lazy_adam_checkpoint_resumes_exactly(data: SyntheticData,
     optimizer = hooks.configure_optimizer(resumed)
     resumed.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    run(resumed, optimizer, batches[2:])
+    run(resumed, optimizer, 1, 2)
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(b, a, msg=name)
 
@@ -375,15 +363,8 @@ def test_loss_goes_through_forward_so_ddp_wrapping_works(data: SyntheticData,
 def _train(config: HrnnMetaConfig, featurizer: HrnnMetaFeaturizer, examples) -> HrnnMetaModel:
     hooks = HrnnMetaHooks(config, featurizer)
     model = hooks.build_model()
-    optimizer = hooks.configure_optimizer(model)
-    for epoch in range(config.epochs):
-        model.train()
-        for batch in hooks.batches(examples, epoch=epoch):
-            loss = hooks.loss(model, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            hooks.clip_gradients(model)
-            optimizer.step()
+    for _ in epochs(hooks, model, hooks.configure_optimizer(model), examples, num_epochs=config.epochs):
+        pass
     return model.eval()
 
 
