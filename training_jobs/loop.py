@@ -21,6 +21,8 @@ from recipes import get_recipe
 from recipes.base import Featurizer, RecipeSpec
 from sdk.types import DatasetKind, Schema
 
+from .validation import BestEpoch, Validation
+
 __all__ = ["epochs", "fit_in_process", "has_parameters"]
 
 
@@ -68,11 +70,15 @@ def epochs(hooks: Any, model: Any, optimizer: Any, examples: Any, *, num_epochs:
 def fit_in_process(recipe: str | RecipeSpec, hyperparameters: Mapping[str, Any] | Any,
                    tables: Mapping[DatasetKind, pa.Table], *, schemas: Mapping[DatasetKind, Schema],
                    on_epoch: Callable[[dict[str, Any]], Any] | None = None,
-                   threads: int | None = None) -> tuple[Any, Featurizer, Any]:
+                   threads: int | None = None,
+                   validation: Validation | None = None) -> tuple[Any, Featurizer, Any]:
     """Fit a recipe in this process: ``(config, featurizer, model)``, the model in eval mode.
 
     `hyperparameters` may be a dict or the recipe's config object. `on_epoch` sees each epoch's
-    figures. `threads` sets torch's intra-op threads for the fit (then restores them).
+    figures (with ``validation_score`` when validated). `threads` sets torch's intra-op threads for
+    the fit (then restores them). `validation` (a `training_jobs.validation.Validation` whose cases
+    are held out of `tables`) scores every epoch, stops after its patience and returns the best
+    epoch's model, like a version's training does.
     """
     import torch
 
@@ -90,10 +96,19 @@ def fit_in_process(recipe: str | RecipeSpec, hyperparameters: Mapping[str, Any] 
         model = hooks.build_model()
         if has_parameters(model):
             optimizer = hooks.configure_optimizer(model)
+            best = BestEpoch(validation.patience) if validation is not None else None
             for metrics in epochs(hooks, model, optimizer, examples,
                                   num_epochs=int(getattr(config, "epochs", 1))):
+                stop = False
+                if best is not None:
+                    metrics["validation_score"] = validation.score(spec, config, featurizer, model)
+                    stop = best.update(metrics["epoch"], metrics["validation_score"], model)
                 if on_epoch is not None:
                     on_epoch(metrics)
+                if stop:
+                    break
+            if best is not None and best.best_state is not None:
+                model.load_state_dict(best.best_state)
     finally:
         torch.set_num_threads(before)
     return config, featurizer, model.eval()

@@ -10,14 +10,17 @@ One version, start to end (run as a Ray task by the control plane, `version_task
    paper's item cold start; each tag task has its own). The split is described on the version.
 3. Train on the training part with `training_jobs.train.train_recipe` (Ray Train TorchTrainer,
    checkpoints every epoch under the version's `checkpoints/`; a restarted worker group resumes;
-   a count-based recipe is fitted without one). Rank 0 writes the progress (epoch, loss,
-   events/s) to the version and reads stop requests.
+   a count-based recipe is fitted without one). A recipe trained by epochs holds a validation part
+   out of it (`training_jobs.validation`: the same protocol, `evaluation.validation_fraction`),
+   is scored on it after every epoch, stops after `evaluation.patience` epochs without a better
+   score and keeps its best epoch. Rank 0 writes the progress (epoch, loss, events/s) to the
+   version and reads stop requests.
 4. Evaluate the trained predictor with the protocol, through `predict_batch` (what a campaign
    calls), next to the task's baseline on the same cases.
-5. Refit on all the data (`evaluation.refit`, the default): the held-out part is the newest data,
-   and the served model should know it, as a managed service's does; the recorded metrics are
-   the evaluated model's (`served_model` says which model the artifact is). Then write
-   `metrics.json` and the portable artifact to `model/`.
+5. Refit on all the data (`evaluation.refit`, the default) for the best epoch's number of epochs:
+   the held-out part is the newest data, and the served model should know it, as a managed
+   service's does; the recorded metrics are the evaluated model's (`served_model` says which model
+   the artifact is). Then write `metrics.json` and the portable artifact to `model/`.
 
 Status: CREATE_PENDING → CREATE_IN_PROGRESS → ACTIVE | CREATE_FAILED; a stop request makes it
 CREATE_STOPPING → CREATE_STOPPED at the next epoch end (or phase boundary).
@@ -48,6 +51,7 @@ from store.snapshots import open_snapshot, read_current
 from .evaluation.next_item import evaluate_version
 from .evaluation.protocols import InsufficientData, get_protocol
 from .train import ScalingSpec, train_recipe
+from .validation import Validation, trains_by_epochs
 
 __all__ = ["VersionFailed", "check_minimum", "check_trainable", "evaluate_version", "run_version",
            "version_task"]
@@ -259,6 +263,12 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
             split = protocol.split(tables, schemas, evaluation)
         except InsufficientData as e:
             raise VersionFailed(str(e)) from None
+        validation, skipped = None, None
+        if evaluation.validation_fraction > 0 and trains_by_epochs(spec):
+            try:
+                validation = Validation.of(protocol, split.train, schemas, evaluation)
+            except InsufficientData as e:  # thin data: train every epoch, say why
+                skipped = f"no validation split ({e}); trained every epoch"
         record.set(evaluation=split.description)
         timings["split_seconds"] = time.perf_counter() - t0
         # 3. train
@@ -266,8 +276,8 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         t0 = time.perf_counter()
         version_prefix = keys.version(group, solution, version)
         result = train_recipe(
-            spec.id, doc["hyperparameters"], split.train,
-            schemas=schemas, artifact_dir=tmp / "model",
+            spec.id, doc["hyperparameters"], validation.train if validation else split.train,
+            schemas=schemas, artifact_dir=tmp / "model", validation=validation,
             checkpoint_path=store.backend.path(f"{version_prefix}/checkpoints"),
             checkpoint_fs=store.backend.filesystem, run_name="train",
             scaling=ScalingSpec(workers=scaling.workers, cpus_per_worker=scaling.cpus_per_worker,
@@ -280,6 +290,8 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
                     "events_per_second": last.get("events", 0) / max(last.get("seconds", 0), 1e-9),
                     "wall_seconds": result.train_seconds,
                     "resumed_from_epoch": result.resumed_from_epoch}
+        if result.validation is not None or skipped:
+            training["validation"] = result.validation or {"skipped": skipped}
         record.set(training=training)
         if result.stopped:
             raise _Stopped()
@@ -291,10 +303,13 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         timings["evaluate_seconds"] = time.perf_counter() - t0
         served = tmp / "model"
         if evaluation.refit:  # serve a model of all the data, held-out (newest) part included
-            phase("refitting", epochs=doc["hyperparameters"].get("epochs"))
+            hyperparameters = dict(doc["hyperparameters"])
+            if result.validation is not None:  # as many epochs as the best model had
+                hyperparameters["epochs"] = result.best_epochs
+            phase("refitting", epochs=hyperparameters.get("epochs"))
             t0 = time.perf_counter()
             refit = train_recipe(
-                spec.id, doc["hyperparameters"], tables, schemas=schemas, artifact_dir=tmp / "served",
+                spec.id, hyperparameters, tables, schemas=schemas, artifact_dir=tmp / "served",
                 checkpoint_path=store.backend.path(f"{version_prefix}/checkpoints"),
                 checkpoint_fs=store.backend.filesystem, run_name="refit",
                 scaling=ScalingSpec(workers=scaling.workers, cpus_per_worker=scaling.cpus_per_worker,

@@ -5,6 +5,10 @@ examples in Ray's object store and starts a TorchTrainer whose workers call the 
 (`recipes.base.TrainingHooks`). Every epoch, rank 0 reports a checkpoint (model, optimizer,
 epoch, featurizer state) to `checkpoint_uri`'s filesystem (the store: a local folder or S3); a
 worker group restarted by `FailureConfig` resumes from the last epoch, never from zero.
+
+With a `Validation` (`training_jobs.validation`), rank 0 scores the model on the validation cases
+after every epoch, keeps the best epoch's weights in the checkpoint and stops after `patience`
+epochs without a better score; the artifact is the best epoch's model.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from recipes.base import ARTIFACT_FILES, save_artifact
 from sdk.types import DatasetKind
 
 from .loop import epochs, has_parameters
+from .validation import BestEpoch, Validation
 
 __all__ = ["EpochCallback", "TrainResult", "ScalingSpec", "train_recipe"]
 
@@ -56,6 +61,8 @@ class TrainResult:
     train_seconds: float = 0.0
     events: int = 0  # training events over all epochs (all workers)
     stopped: bool = False  # ended early on request (`on_epoch` returned True)
+    best_epochs: int = 0  # epochs of the model in the artifact (the best one when validated)
+    validation: dict[str, Any] | None = None  # per-epoch scores, best epoch, stopped_early
 
 
 def _worker_loop(cfg: dict[str, Any]) -> None:
@@ -73,6 +80,9 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
     hooks = spec.hooks_cls(config, featurizer)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    validation: Validation | None = ray.get(cfg["validation_ref"]) \
+        if rank == 0 and cfg.get("validation_ref") is not None else None
+    best = BestEpoch(validation.patience) if validation is not None else None
     torch.manual_seed(getattr(config, "seed", 0))
     model = hooks.build_model()
     optimizer = hooks.configure_optimizer(model)
@@ -85,6 +95,8 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"] + 1
         resumed_from = state["epoch"]
+        if best is not None and state.get("best") is not None:
+            best = BestEpoch.from_state(state["best"])
         print(f"[tagrec] rank {rank}: resumed from the checkpoint of epoch {state['epoch']}",
               flush=True)
     average = (lambda m: _average_gradients(m, world)) if world > 1 else None
@@ -101,11 +113,17 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             events, total, n = int(sums[0]), float(sums[1]), int(sums[2])
         metrics = {"epoch": epoch, "loss": total / max(n, 1), "events": events,
                    "seconds": metrics["seconds"], "resumed_from_epoch": resumed_from}
+        early = False
+        if best is not None and validation is not None:  # rank 0; the others wait at the broadcast
+            score = validation.score(spec, config, featurizer, model)
+            early = best.update(epoch, score, model)
+            metrics["validation_score"] = score
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
             if rank == 0:
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "epoch": epoch}, Path(tmp) / "state.pt")
+                            "epoch": epoch, "best": best.state_dict() if best is not None else None,
+                            "early_stop": early}, Path(tmp) / "state.pt")
                 fdir = Path(tmp) / ARTIFACT_FILES["featurizer"]
                 fdir.mkdir()
                 featurizer.save(fdir)
@@ -113,6 +131,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=ckpt)
         # Progress and stop requests: rank 0 asks, every rank follows its answer.
         stop = bool(on_epoch(dict(metrics, epochs=cfg["epochs"]))) if rank == 0 and on_epoch else False
+        stop = stop or early
         if world > 1:
             import torch.distributed as dist
 
@@ -120,7 +139,8 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
             dist.broadcast(flag, src=0)
             stop = bool(flag.item())
         if stop and epoch + 1 < cfg["epochs"]:
-            print(f"[tagrec] rank {rank}: stop requested after epoch {epoch}", flush=True)
+            why = "no better validation score" if early else "stop requested"
+            print(f"[tagrec] rank {rank}: {why} after epoch {epoch}", flush=True)
             return
 
 
@@ -145,13 +165,15 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
                  tables: Mapping[DatasetKind, pa.Table], *, schemas: Mapping[DatasetKind, Any],
                  artifact_dir: Path, checkpoint_path: str, checkpoint_fs: pafs.FileSystem,
                  run_name: str, scaling: ScalingSpec = ScalingSpec(),
-                 on_epoch: EpochCallback | None = None, torch_threads: int | None = None) -> TrainResult:
+                 on_epoch: EpochCallback | None = None, torch_threads: int | None = None,
+                 validation: Validation | None = None) -> TrainResult:
     """Train `recipe_id` on `tables` with Ray Train; write the artifact to `artifact_dir`.
 
     Must run where Ray is initialized (a Ray task or a driver). `checkpoint_path` is a path in
     `checkpoint_fs` (the store's filesystem) unique to this version: the same name resumes.
     `on_epoch` sees every epoch's metrics on rank 0 and may stop training (see EpochCallback).
     `torch_threads` per worker defaults to its CPUs (more threads than cores only contend).
+    `validation` (cases held out of `tables`) picks the best epoch and stops early.
     """
     import ray
     import ray.train
@@ -172,6 +194,7 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
         train_loop_config={"recipe": recipe_id, "hyperparameters": config.model_dump(mode="json"),
                            "featurizer": featurizer, "examples_ref": ray.put(examples),
                            "epochs": num_epochs, "on_epoch": on_epoch,
+                           "validation_ref": None if validation is None else ray.put(validation),
                            "torch_threads": torch_threads or max(1, int(scaling.cpus_per_worker))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,
@@ -191,13 +214,17 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
                                  if result.metrics_dataframe is not None else [result.metrics])]
     with result.checkpoint.as_directory() as d:
         state = torch.load(Path(d) / "state.pt", weights_only=True)
-    model = spec.hooks_cls(config, featurizer).build_model()
-    model.load_state_dict(state["model"])
-    save_artifact(artifact_dir, spec, config, featurizer, model,
-                  extra={"epochs": state["epoch"] + 1})
-    resumed = [m.get("resumed_from_epoch") for m in history if m.get("resumed_from_epoch") is not None]
-    # Every epoch sees the same events; `history` holds only the epochs whose checkpoints are kept.
     done = state["epoch"] + 1
+    best = BestEpoch.from_state(state["best"]) if state.get("best") else None
+    model = spec.hooks_cls(config, featurizer).build_model()
+    model.load_state_dict(best.best_state if best is not None and best.best_state else state["model"])
+    kept = best.best_epoch + 1 if best is not None and best.best_epoch is not None else done
+    save_artifact(artifact_dir, spec, config, featurizer, model, extra={"epochs": kept})
+    resumed = [m.get("resumed_from_epoch") for m in history if m.get("resumed_from_epoch") is not None]
+    early = bool(state.get("early_stop"))
+    report = None if best is None else {**best.describe(), **validation.describe(), "stopped_early": early}
+    # Every epoch sees the same events; `history` holds only the epochs whose checkpoints are kept.
     return TrainResult(artifact_dir=artifact_dir, epochs=done, history=history,
                        resumed_from_epoch=resumed[0] if resumed else None, train_seconds=seconds,
-                       events=int(history[-1].get("events", 0)) * done, stopped=done < num_epochs)
+                       events=int(history[-1].get("events", 0)) * done,
+                       stopped=done < num_epochs and not early, best_epochs=kept, validation=report)

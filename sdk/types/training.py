@@ -66,6 +66,14 @@ class EvaluationConfig(_Model):
                     "and the baselines alike).",
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the split.")
+    validation_fraction: float = Field(
+        default=0.1, ge=0, lt=1,
+        description="Share of the training part held out (by the same protocol, another seed) to pick "
+                    "the best epoch and stop early, for recipes trained by epochs; 0 trains every epoch "
+                    "on the whole training part.")
+    patience: int = Field(
+        default=2, ge=1, le=100,
+        description="Epochs without a better validation score before training stops early.")
     refit: bool = Field(
         default=True,
         description="After evaluating, fit the model that is served on all the data (the held-out "
@@ -142,7 +150,8 @@ class SolutionVersion(_Resource):
         default=None, description="Metrics left out and why, keyed like 'model.perplexity'.")
     evaluation_config: EvaluationConfig | None = None
     training: dict[str, Any] | None = Field(
-        default=None, description="Epochs run, training events, events/s, resumed_from_epoch."
+        default=None, description="Epochs run, training events, events/s, resumed_from_epoch, validation "
+                                  "(per-epoch scores, best_epoch, stopped_early) and the refit."
     )
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per phase.")
     artifact_uri: str | None = Field(default=None, description="Where the portable model lives.")

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TINY = {"epochs": 2, "hidden_size": 16, "item_embedding_dim": 16, "batch_size": 64, "seed": 1}
 KS = (5, 10, 25)
+NO_VALIDATION = {"validation_fraction": 0}  # long runs that must not stop early on their own
 
 
 def _group_with_data(client: Client, tmp: Path, *, n_users: int = 200, n_items: int = 120,
@@ -65,8 +66,13 @@ def test_version_trains_evaluates_and_leaves_a_portable_model(ray_platform: Plat
     fs = Store(StoreConfig.from_env(ray_platform.store_uri)).backend.filesystem
     pafs.copy_files(f"{uri.netloc}{uri.path}", str(tmp_path / "model"), source_filesystem=fs,
                     destination_filesystem=pafs.LocalFileSystem())
-    # The served model was refitted on all the data after the evaluation (the newest included).
-    assert v.served_model == "all-data" and v.training["refit"]["epochs"] == v.training["epochs"]
+    # Every epoch was scored on a validation part held out of the training part; the evaluated
+    # model is the best epoch's; the served model was refitted on all the data (the newest
+    # included) for as many epochs.
+    val = v.training["validation"]
+    assert val["metric"] == "mrr" and val["cases"] >= 1 and len(val["scores"]) == TINY["epochs"]
+    assert val["best_epoch"] == 1 + max(range(len(val["scores"])), key=lambda i: (val["scores"][i], -i))
+    assert v.served_model == "all-data" and v.training["refit"]["epochs"] == val["best_epoch"]
     assert v.training["refit"]["events"] > v.training["events"]
     predictor = get_recipe("hrnn-meta").predictor_cls.load(tmp_path / "model")
     recs = predictor.predict_batch([Query(history=[("i1", 1_700_000_000.0)], num_results=5)])[0]
@@ -105,7 +111,7 @@ def test_stop_ends_training_after_the_current_epoch(ray_platform: Platform, tmp_
     client = ray_platform.client()
     group, _ = _group_with_data(client, tmp_path / "data", seed=2)
     client.solutions.create(group, name="s", recipe="hrnn-meta",
-                            hyperparameters={**TINY, "epochs": 200})
+                            hyperparameters={**TINY, "epochs": 200}, evaluation=NO_VALIDATION)
     v = client.solution_versions.create(group, solution="s")
     deadline = time.monotonic() + 180
     while client.solution_versions.retrieve(group, "s", v.name).progress.epoch < 1:
@@ -123,7 +129,7 @@ def test_worker_killed_mid_training_the_version_resumes_and_completes(ray_platfo
     client = ray_platform.client()
     group, _ = _group_with_data(client, tmp_path / "data", n_interactions=30_000, seed=3)
     client.solutions.create(group, name="s", recipe="hrnn-meta",
-                            hyperparameters={**TINY, "epochs": 6},
+                            hyperparameters={**TINY, "epochs": 6}, evaluation={"patience": 10},
                             scaling={"workers": 2, "max_failures": 2})
     v = client.solution_versions.create(group, solution="s")
     store = Store(StoreConfig.from_env(ray_platform.store_uri))
@@ -140,6 +146,7 @@ def test_worker_killed_mid_training_the_version_resumes_and_completes(ray_platfo
     assert done.training["resumed_from_epoch"] is not None
     assert 0 <= done.training["resumed_from_epoch"] < 5
     assert done.training["epochs"] == 6
+    assert len(done.training["validation"]["scores"]) == 6  # the scores before the kill survived it
 
 
 def test_a_killed_version_job_is_reported_in_the_platforms_words(ray_platform: Platform,
@@ -150,7 +157,8 @@ def test_a_killed_version_job_is_reported_in_the_platforms_words(ray_platform: P
 
     client = ray_platform.client()
     group, _ = _group_with_data(client, tmp_path / "data", seed=4)
-    client.solutions.create(group, name="s", recipe="hrnn-meta", hyperparameters={**TINY, "epochs": 200})
+    client.solutions.create(group, name="s", recipe="hrnn-meta", hyperparameters={**TINY, "epochs": 200},
+                            evaluation=NO_VALIDATION)
     v = client.solution_versions.create(group, solution="s")
     deadline = time.monotonic() + 180
     while client.solution_versions.retrieve(group, "s", v.name).progress.epoch < 1:

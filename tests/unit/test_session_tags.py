@@ -268,6 +268,7 @@ def test_without_transitions_it_is_the_organisations_popularity() -> None:
 
 class TestConformance(RecipeConformance):
     recipe_id = "session-tag-popularity"
+    validation_config = {**RecipeConformance.validation_config, "validation_fraction": 0.6}
 
     def data(self):
         return two_organisations(), SCHEMAS

@@ -65,9 +65,10 @@ def _first_held_time(split: Split, users: list[Any]) -> list[float]:
     return [at[u] for u in users]
 
 
-def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
-                     cols: Mapping[str, str | None]) -> dict[str, Any]:
-    """Model metrics on the split next to the baselines: `compare()`'s document."""
+def _model_metrics(predictor: Any, split: Split, evaluation: EvaluationConfig,
+                   cols: Mapping[str, str | None]) -> tuple[dict[str, float], list[Any], list[list[tuple]],
+                                                         list[float]]:
+    """The predictor's ranking metrics on the split, with the test users, histories and times."""
     users, histories = _histories(split, cols)
     cold = split.candidates is not None
     if cold:  # the request comes after the last training event the user has
@@ -82,9 +83,17 @@ def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
     answers = predictor.predict_batch(queries)  # what a campaign replica calls
     ranked = {u: a.ids for u, a in zip(users, answers)}
     ks = tuple(evaluation.ks) if evaluation.ks else DEFAULT_KS
-    model = ranking_metrics(ranked, split.test_targets, ks, catalog_size=catalog)
-    if cold:
+    return ranking_metrics(ranked, split.test_targets, ks, catalog_size=catalog), users, histories, times
+
+
+def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
+                     cols: Mapping[str, str | None]) -> dict[str, Any]:
+    """Model metrics on the split next to the baselines: `compare()`'s document."""
+    model, users, histories, times = _model_metrics(predictor, split, evaluation, cols)
+    ks = tuple(evaluation.ks) if evaluation.ks else DEFAULT_KS
+    if split.candidates is not None:
         return compare(model, uniform_random_metrics(split, ks), baseline="random")
+    catalog = len(predictor.featurizer.item_ids)
     log_p = predictor.target_log_probs(histories, [split.test_targets[u] for u in users],
                                        user_ids=users, request_times=times)
     model["perplexity"] = perplexity(smooth_log_probs(log_p, catalog))
@@ -96,13 +105,14 @@ class _NextItem(Protocol):
     task = TaskId.NEXT_ITEM
 
     def _split(self, interactions: pa.Table, items: pa.Table | None, cols: Mapping[str, str | None],
-               config: EvaluationConfig) -> Split:
+               config: EvaluationConfig, validation: bool = False) -> Split:
         raise NotImplementedError
 
     def split(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
-              config: EvaluationConfig) -> EvalSplit:
+              config: EvaluationConfig, validation: bool = False) -> EvalSplit:
         cols = interaction_columns(schemas[DatasetKind.INTERACTIONS])
-        split = self._split(tables[DatasetKind.INTERACTIONS], tables.get(DatasetKind.ITEMS), cols, config)
+        split = self._split(tables[DatasetKind.INTERACTIONS], tables.get(DatasetKind.ITEMS), cols, config,
+                            validation)
         if not split.test_targets:
             raise InsufficientData("no user has enough interactions to hold any out for evaluation "
                                    f"(each test user needs more than {config.holdout_last})")
@@ -110,6 +120,14 @@ class _NextItem(Protocol):
         return EvalSplit(protocol=self.name, train={**tables, DatasetKind.INTERACTIONS: split.train},
                          queries=[], relevant=[list(split.test_targets[u]) for u in users],
                          description=split.describe(), state={"split": split, "cols": cols})
+
+    def validation_split(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
+                         config: EvaluationConfig) -> EvalSplit:
+        return self.split(tables, schemas, config.model_copy(
+            update={"test_fraction": config.validation_fraction, "seed": config.seed + 1}), validation=True)
+
+    def model_metrics(self, predictor: Any, split: EvalSplit, config: EvaluationConfig) -> dict[str, float]:
+        return _model_metrics(predictor, split.state["split"], config, split.state["cols"])[0]
 
     def evaluate(self, predictor: Any, split: EvalSplit, schemas: Mapping[DatasetKind, Schema],
                  config: EvaluationConfig) -> dict[str, Any]:
@@ -120,7 +138,7 @@ class TemporalHoldout(_NextItem):
     name = "temporal-holdout"
 
     def _split(self, interactions: pa.Table, items: pa.Table | None, cols: Mapping[str, str | None],
-               config: EvaluationConfig) -> Split:
+               config: EvaluationConfig, validation: bool = False) -> Split:
         return temporal_holdout(interactions, user_col=cols["user"], item_col=cols["item"],
                                 time_col=cols["time"], fraction=config.test_fraction,
                                 min_users=config.min_test_users, holdout_last=config.holdout_last,
@@ -131,6 +149,8 @@ class ItemColdStart(_NextItem):
     name = "item-cold-start"
 
     def _split(self, interactions: pa.Table, items: pa.Table | None, cols: Mapping[str, str | None],
-               config: EvaluationConfig) -> Split:
+               config: EvaluationConfig, validation: bool = False) -> Split:
+        # The paper holds out half of the items; validation holds out `validation_fraction` of the rest.
         return cold_start_split(interactions, items, item_col=cols["item"], user_col=cols["user"],
-                                time_col=cols["time"], fraction=0.5, seed=config.seed)
+                                time_col=cols["time"], fraction=config.test_fraction if validation else 0.5,
+                                seed=config.seed)

@@ -83,6 +83,21 @@ class Protocol:
         relevant = {i: r for i, r in enumerate(split.relevant)}
         return ranking_metrics(ranked, relevant, self.ks(config), catalog_size=split.catalog_size)
 
+    def validation_metric(self, config: EvaluationConfig) -> str:
+        """The metric that picks the best epoch (higher is better)."""
+        return "mrr"
+
+    def validation_split(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
+                         config: EvaluationConfig) -> EvalSplit:
+        """The protocol's split of the training tables into training and validation parts: the
+        same protocol, `validation_fraction` held out, with another seed than the test split's."""
+        return self.split(tables, schemas, config.model_copy(
+            update={"test_fraction": config.validation_fraction, "seed": config.seed + 1}))
+
+    def model_metrics(self, predictor: Any, split: EvalSplit, config: EvaluationConfig) -> dict[str, float]:
+        """The predictor's metrics alone (no baseline): what validation scores each epoch."""
+        return self.score(predictor.predict_batch(split.queries), split, config)
+
     def baselines(self, split: EvalSplit, schemas: Mapping[DatasetKind, Schema],
                   config: EvaluationConfig) -> tuple[str, dict[str, float]]:
         """The task's baseline recipe, fitted on the split's training tables, on the same queries."""
@@ -98,7 +113,7 @@ class Protocol:
     def evaluate(self, predictor: Any, split: EvalSplit, schemas: Mapping[DatasetKind, Schema],
                  config: EvaluationConfig) -> dict[str, Any]:
         """`compare()`'s document: the model next to the baseline on the same cases."""
-        model = self.score(predictor.predict_batch(split.queries), split, config)
+        model = self.model_metrics(predictor, split, config)
         name, baseline = self.baselines(split, schemas, config)
         return compare(model, baseline, baseline=name)
 

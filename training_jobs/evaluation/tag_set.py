@@ -100,6 +100,10 @@ class PostHoldout(Protocol):
         return EvalSplit(protocol=self.name, train={**tables, DatasetKind.ITEMS: train}, queries=queries,
                          relevant=relevant, description=description, catalog_size=vocabulary or None)
 
+    def validation_metric(self, config: EvaluationConfig) -> str:
+        ks = self.ks(config)
+        return f"f1@{ks[len(ks) // 2]}"  # F1 at the middle cut-off (f1@3 by default)
+
     def score(self, answers: Sequence[Answer], split: EvalSplit,
               config: EvaluationConfig) -> dict[str, float]:
         ks = self.ks(config)

@@ -1,0 +1,42 @@
+"""Best-epoch selection and early stopping (`training_jobs.validation.BestEpoch`)."""
+
+from __future__ import annotations
+
+import torch
+
+from training_jobs.validation import BestEpoch
+
+
+def test_keeps_the_best_epochs_weights_and_stops_after_patience() -> None:
+    model = torch.nn.Linear(2, 1)
+    best = BestEpoch(patience=2)
+    stops = []
+    for epoch, score in enumerate([0.1, 0.3, 0.2, 0.25, 0.9]):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))
+        stops.append(best.update(epoch, score, model))
+        if stops[-1]:
+            break
+    assert stops == [False, False, False, True]  # two epochs without beating epoch 1
+    assert best.best_epoch == 1 and best.best_score == 0.3
+    assert torch.equal(best.best_state["weight"], torch.full((1, 2), 1.0))  # a copy, not a view
+    assert best.describe() == {"scores": [0.1, 0.3, 0.2, 0.25], "best_epoch": 2, "best_score": 0.3}
+
+
+def test_a_tie_keeps_the_earlier_epoch_and_state_survives_a_checkpoint() -> None:
+    model = torch.nn.Linear(2, 1)
+    best = BestEpoch(patience=3)
+    best.update(0, 0.5, model)
+    best.update(1, 0.5, model)
+    assert best.best_epoch == 0
+    resumed = BestEpoch.from_state(best.state_dict())
+    assert resumed.best_epoch == 0 and resumed.scores == [0.5, 0.5]
+    assert not resumed.update(2, 0.4, model) and resumed.update(3, 0.4, model)
+
+
+def test_a_non_finite_score_is_never_best_and_is_recorded_as_null() -> None:
+    model = torch.nn.Linear(2, 1)
+    best = BestEpoch(patience=5)
+    best.update(0, float("-inf"), model)
+    best.update(1, 0.2, model)
+    assert best.best_epoch == 1 and best.describe()["scores"] == [None, 0.2]
