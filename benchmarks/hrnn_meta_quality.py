@@ -1,6 +1,7 @@
 """HRNN-meta quality on MovieLens latest-small: model vs popularity, and item cold start vs random.
 
-What runs (one process, plain PyTorch, no Ray; every number printed is measured in this run):
+What runs (one process, plain PyTorch, no Ray: the generic training loop `training_jobs.loop`;
+every number printed is measured in this run):
 
 * `sdk.movielens.convert` turns ../shared/data/movielens-latest-small into Parquet tables
   (ratings as interactions with event_value = stars, genres + year as item metadata).
@@ -50,6 +51,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
+from recipes.base import Query  # noqa: E402
 from recipes.hrnn_meta import (  # noqa: E402
     HrnnMetaConfig,
     HrnnMetaFeaturizer,
@@ -58,6 +60,7 @@ from recipes.hrnn_meta import (  # noqa: E402
 )
 from sdk.movielens import convert  # noqa: E402
 from sdk.types import DatasetKind, Schema  # noqa: E402
+from training_jobs.loop import epochs  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "movielens-latest-small"
 
@@ -163,29 +166,17 @@ def to_table(events: Mapping[str, list], like: pa.Table) -> pa.Table:
 # --- training -----------------------------------------------------------------------------------
 def train(tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
           config: HrnnMetaConfig, label: str) -> tuple[HrnnMetaPredictor, dict[str, float]]:
-    """The generic loop's steps in one process: fit, transform, epochs of hooks, predictor."""
+    """Fit, transform, then the generic loop (`training_jobs.loop.epochs`) in one process."""
     start = time.perf_counter()
     featurizer = HrnnMetaFeaturizer.fit(tables, config, schemas=schemas)
     examples = featurizer.transform(tables)
     hooks = HrnnMetaHooks(config, featurizer)
     model = hooks.build_model()
-    optimizer = hooks.configure_optimizer(model)
     events, train_seconds = 0, 0.0
-    for epoch in range(config.epochs):
-        model.train()
-        t0, total, steps = time.perf_counter(), 0.0, 0
-        for batch in hooks.batches(examples, epoch=epoch):
-            loss = hooks.loss(model, batch)
-            optimizer.zero_grad()
-            loss.backward()
-            hooks.clip_gradients(model)
-            optimizer.step()
-            total += float(loss.detach())
-            steps += 1
-            events += hooks.num_events(batch)
-        train_seconds += time.perf_counter() - t0
-        log(f"  [{label}] epoch {epoch + 1}/{config.epochs}: loss {total / max(steps, 1):.4f} "
-            f"({steps} batches, {time.perf_counter() - t0:.1f}s)")
+    for m in epochs(hooks, model, hooks.configure_optimizer(model), examples, num_epochs=config.epochs):
+        events, train_seconds = events + m["events"], train_seconds + m["seconds"]
+        log(f"  [{label}] epoch {m['epoch'] + 1}/{config.epochs}: loss {m['loss']:.4f} "
+            f"({m['batches']} batches, {m['seconds']:.1f}s)")
     stats = {"train_seconds": time.perf_counter() - start,
              "events_per_second": events / max(train_seconds, 1e-9),
              "items": featurizer.num_items - 2, "trainable_items": hooks.num_trainable_items,
@@ -236,10 +227,11 @@ def temporal_holdout(tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[Da
         "model": rank_metrics(model_rank, relevant, ks),
         "popularity": rank_metrics(pop_rank, relevant, ks),
     }
-    # Sanity: top_k_batch (the predictor's offline API) agrees with the scores used above.
-    top = predictor.top_k_batch(histories[:8], 10, user_ids=test_users[:8],
-                                request_times=[held[u][0][1] for u in test_users[:8]])
-    assert all([f.item_index(i) for i in t] == r[:10].tolist() for t, r in zip(top, model_rank))
+    # Sanity: predict_batch (the predictor's one entry point) agrees with the scores used above.
+    answers = predictor.predict_batch([Query(history=h, user_id=u, time=held[u][0][1], num_results=10,
+                                             exclude={e[0] for e in h})
+                                       for h, u in zip(histories[:8], test_users[:8])])
+    assert all([f.item_index(i) for i in a.ids] == r[:10].tolist() for a, r in zip(answers, model_rank))
     if use_ranx:
         result["ranx"] = ranx_check(test_users, model_rank, pop_rank, relevant)
     return result

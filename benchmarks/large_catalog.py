@@ -11,8 +11,9 @@ The parent generates one seeded `sdk.synthetic` dataset per catalog size (Zipf p
 random ranking; the items table lists every item with its genres, so the featurizer's catalog is
 all N items even though the interactions touch only part of it) and writes it as Parquet. Every
 run is then a fresh child process (plain PyTorch, no Ray) that reads the Parquet tables, fits the
-featurizer, transforms, builds the model with `HrnnMetaHooks`, and trains with the hooks' own
-`configure_optimizer` / `clip_gradients`: `--warmup` untimed batches, then `--batches` timed ones
+featurizer, transforms, builds the model with `HrnnMetaHooks`, and trains with the generic loop
+(`training_jobs.loop.epochs`, the hooks' own `configure_optimizer` / `clip_gradients`, as Ray Train's
+workers run it): `--warmup` untimed batches, then `--batches` timed ones
 (`--dense-batches` for the full-softmax and dense-Adam variants, whose batches take seconds; `0`:
 the rest of the epoch). Events/s = target positions trained (`hooks.num_events`) / time of the
 timed batches (batch assembly, forward, backward, clipping, optimizer step). Variants run
@@ -32,8 +33,8 @@ their gradients every batch, plus the mixed decoder weights of every item: tens 
 about 10 GB per batch (measured figures in benchmarks/README.md). The paper (§3.1, Table 8)
 hits the same wall with dense decoders at 1M items.
 
-"1M sampled, dense Adam" is the loop that ignores `configure_optimizer` and builds its own
-`torch.optim.Adam`, as `training_jobs/train.py` does today: dense gradients for the per-item
+"1M sampled, dense Adam" gives the loop its own `torch.optim.Adam` instead of the hooks'
+`configure_optimizer` (what the recipe did before sparse updates): dense gradients for the per-item
 tables, so every row of them and of Adam's two moments is read and written at every step.
 """
 
@@ -86,6 +87,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from recipes.hrnn_meta import HrnnMetaConfig, HrnnMetaFeaturizer, HrnnMetaHooks
     from sdk.types import DatasetKind, Schema
+    from training_jobs.loop import epochs
 
     torch.set_num_threads(spec["threads"])
     stages: dict[str, float] = {"imports": _status_kib("VmRSS") / 1024}
@@ -111,30 +113,26 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
                                      weight_decay=config.weight_decay)
     else:
         optimizer = hooks.configure_optimizer(model)
-    model.train()
     stages["model"] = _status_kib("VmRSS") / 1024
 
-    it = iter(hooks.batches(examples, epoch=0))
+    # The generic loop, one epoch at most; a step's time runs from the end of the previous one
+    # (batch assembly, forward, backward, clipping, optimizer step).
     total = spec["warmup"] + spec["batches"] if spec["batches"] > 0 else None
-    i, timed_s, events, timed_batches, losses = 0, 0.0, 0, 0, []
-    while total is None or i < total:
-        t = time.perf_counter()
-        batch = next(it, None)
-        if batch is None:
-            break
-        optimizer.zero_grad()
-        loss = hooks.loss(model, batch)
-        loss.backward()
-        hooks.clip_gradients(model)
-        optimizer.step()
-        dt = time.perf_counter() - t
-        if i >= spec["warmup"]:  # the first batches allocate optimizer state: not timed
-            timed_s += dt
-            events += hooks.num_events(batch)
-            timed_batches += 1
-        losses.append(float(loss.detach()))
-        i += 1
+    steps: list[dict[str, Any]] = []
+    ends = [time.perf_counter()]
+
+    def on_step(step: dict[str, Any]) -> bool:
+        ends.append(time.perf_counter())
+        steps.append(step)
+        return total is not None and len(steps) >= total
+
+    for _ in epochs(hooks, model, optimizer, examples, num_epochs=1, on_step=on_step):
+        pass
     stages["trained"] = _status_kib("VmRSS") / 1024
+    # The first batches allocate optimizer state: not timed.
+    timed = [(s, end - start) for s, start, end in zip(steps, ends, ends[1:]) if s["batch"] >= spec["warmup"]]
+    timed_s, events = sum(dt for _, dt in timed), sum(s["events"] for s, _ in timed)
+    timed_batches, losses = len(timed), [s["loss"] for s in steps]
 
     opt_state = [v for s in optimizer.state.values() for v in s.values()
                  if torch.is_tensor(v) and v.dim() > 0]

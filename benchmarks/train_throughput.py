@@ -2,13 +2,14 @@
 
     .venv/bin/python benchmarks/train_throughput.py [--interactions 100000] [--epochs 3] [--repeats 3]
 
-Both sides run the recipe's own hooks (recipes.base.TrainingHooks) over the same featurized
-examples: plain = a fresh process without Ray, a for-loop over `hooks.batches`; Ray = `training_jobs.train.
-train_recipe` (TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local folder; the
-plain loop gets the same single thread and OMP_NUM_THREADS=1, as Ray sets for its workers).
+Both sides run the same generic loop (`training_jobs.loop.epochs`, the recipe's own hooks) over
+the same data: plain = `training_jobs.loop.fit_in_process` in a fresh process without Ray (fit the
+featurizer, transform, every epoch); Ray = `training_jobs.train.train_recipe` (the same fit and
+transform in the driver, then TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local
+folder; the plain fit gets the same single thread and OMP_NUM_THREADS=1, as Ray sets for its workers).
 Reported: events/s from the epochs' own timings (steady state; Ray Train reports only the epochs
 whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs) and end
-to end (wall time of the whole call, start-up included), the Ray overhead in %,
+to end (wall time of the whole call, featurizing and start-up included), the Ray overhead in %,
 the driver's RSS and the Ray Train worker's peak RSS (sampled with psutil while training).
 """
 
@@ -28,27 +29,17 @@ from pathlib import Path
 import psutil
 
 
-def _plain(spec, config, featurizer, examples, epochs: int) -> dict:
-    import torch
+def _plain(a: argparse.Namespace) -> dict:
+    from training_jobs.loop import fit_in_process
 
-    hooks = spec.hooks_cls(config, featurizer)
+    tables, schemas = _data(a)
+    history: list[dict] = []
+    t0 = time.perf_counter()
     # The same resources as the Ray worker: Ray gives it 1 CPU and sets OMP_NUM_THREADS=1.
-    torch.set_num_threads(1)
-    torch.manual_seed(getattr(config, "seed", 0))
-    model = hooks.build_model()
-    opt = hooks.configure_optimizer(model)  # the generic loop's steps, in order
-    t0, events, epoch_s = time.perf_counter(), 0, []
-    for epoch in range(epochs):
-        te = time.perf_counter()
-        for batch in hooks.batches(examples, epoch=epoch):
-            opt.zero_grad()
-            loss = hooks.loss(model, batch)
-            loss.backward()
-            hooks.clip_gradients(model)
-            opt.step()
-            events += hooks.num_events(batch)
-        epoch_s.append(time.perf_counter() - te)
-    return {"wall_s": time.perf_counter() - t0, "events": events, "epoch_s": epoch_s}
+    fit_in_process("hrnn-meta", _hyperparameters(a), tables, schemas=schemas, on_epoch=history.append,
+                   threads=1)
+    return {"wall_s": time.perf_counter() - t0, "events": sum(m["events"] for m in history),
+            "epoch_s": [m["seconds"] for m in history]}
 
 
 def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
@@ -64,16 +55,15 @@ def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
     out["ray_workers_peak_rss_mib"] = peak / 2**20
 
 
-def _setup(a: argparse.Namespace) -> tuple:
-    from recipes import get_recipe
+def _hyperparameters(a: argparse.Namespace) -> dict:
+    return {"epochs": a.epochs, "seed": 0}
+
+
+def _data(a: argparse.Namespace) -> tuple:
     from sdk.synthetic import generate
 
     data = generate(seed=7, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
-    tables, schemas = data.tables(), data.schemas
-    spec = get_recipe("hrnn-meta")
-    config = spec.config_cls.model_validate({"epochs": a.epochs, "seed": 0})
-    featurizer = spec.featurizer_cls.fit(tables, config, schemas=schemas)
-    return spec, config, featurizer, featurizer.transform(tables), tables, schemas
+    return data.tables(), data.schemas
 
 
 def main() -> None:
@@ -87,8 +77,7 @@ def main() -> None:
     ap.add_argument("--child-plain", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child_plain:  # the plain reference, in a fresh process of its own (no Ray in it)
-        spec, config, featurizer, examples, _, _ = _setup(a)
-        print(json.dumps(_plain(spec, config, featurizer, examples, a.epochs)))
+        print(json.dumps(_plain(a)))
         return
 
     import pyarrow.fs as pafs
@@ -96,8 +85,7 @@ def main() -> None:
 
     from training_jobs.train import ScalingSpec, train_recipe
 
-    spec, config, featurizer, examples, tables, schemas = _setup(a)
-    hyper = {"epochs": a.epochs, "seed": 0}
+    tables, schemas = _data(a)
 
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
@@ -115,7 +103,7 @@ def main() -> None:
             watcher = threading.Thread(target=_peak_rss_of_ray_workers, args=(stop, mem))
             watcher.start()
             t0 = time.perf_counter()
-            res = train_recipe("hrnn-meta", hyper, tables, schemas=schemas,
+            res = train_recipe("hrnn-meta", _hyperparameters(a), tables, schemas=schemas,
                                artifact_dir=Path(tmp) / f"model-{r}",
                                checkpoint_path=str(Path(tmp) / "ckpt"),
                                checkpoint_fs=pafs.LocalFileSystem(), run_name=f"bench-{r}",
