@@ -58,6 +58,13 @@ def test_item_cold_start_ranks_only_held_items_next_to_random(data: SyntheticDat
         assert key in model and key in random and key in report["lift"]
     # Coverage can only count held items: at most the held share of the catalog.
     assert model["coverage@25"] <= len(held) / len(predictor.featurizer.item_ids) + 1e-9
+    # Next to the candidate list, the full ranking (the whole catalog, seen items left out) of the
+    # same users and held-out items, with its own random baseline: harder, so never higher
+    # (a held item's rank among everything is at least its rank among the held items).
+    for key in ("mrr", "precision@5", "ndcg@25", "hit@25"):
+        assert f"full.{key}" in model and f"full.{key}" in random and f"full.{key}" in report["lift"]
+        assert random[f"full.{key}"] <= random[key] + 1e-12
+    assert model["full.hit@25"] <= model["hit@25"] + 1e-12
 
 
 def test_perplexity_is_finite_when_held_out_items_never_reached_training(data: SyntheticData) -> None:

@@ -4,7 +4,8 @@
   allow), their `holdout_last` latest interactions are held out; each is asked for its next items
   at the time of its first held-out event, from its earlier history, seen items left out.
 * ``item-cold-start`` — half of the items are held out of training; each user who interacted with
-  them ranks only them, from metadata, after their last training event.
+  them ranks only them, from metadata, after their last training event; next to it (``full.*``),
+  the same users rank the whole catalog (seen items left out), the held-out items still relevant.
 
 Baselines, exactly as before the protocol layer: popularity (fitted on the training part; full
 ranking MRR computed exactly; Laplace-smoothed perplexity) for the temporal hold-out, uniform random
@@ -14,6 +15,7 @@ ranking MRR computed exactly; Laplace-smoothed perplexity) for the temporal hold
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -66,9 +68,13 @@ def _first_held_time(split: Split, users: list[Any]) -> list[float]:
 
 
 def _model_metrics(predictor: Any, split: Split, evaluation: EvaluationConfig,
-                   cols: Mapping[str, str | None]) -> tuple[dict[str, float], list[Any], list[list[tuple]],
-                                                         list[float]]:
-    """The predictor's ranking metrics on the split, with the test users, histories and times."""
+                   cols: Mapping[str, str | None], *, full: bool = True
+                   ) -> tuple[dict[str, float], list[Any], list[list[tuple]], list[float]]:
+    """The predictor's ranking metrics on the split, with the test users, histories and times.
+
+    Cold start ranks the held-out items only (the paper's candidate list) and, when `full`, also
+    the whole catalog with the user's seen items left out, under ``full.`` keys.
+    """
     users, histories = _histories(split, cols)
     cold = split.candidates is not None
     if cold:  # the request comes after the last training event the user has
@@ -83,7 +89,13 @@ def _model_metrics(predictor: Any, split: Split, evaluation: EvaluationConfig,
     answers = predictor.predict_batch(queries)  # what a campaign replica calls
     ranked = {u: a.ids for u, a in zip(users, answers)}
     ks = tuple(evaluation.ks) if evaluation.ks else DEFAULT_KS
-    return ranking_metrics(ranked, split.test_targets, ks, catalog_size=catalog), users, histories, times
+    metrics = ranking_metrics(ranked, split.test_targets, ks, catalog_size=catalog)
+    if cold and full:
+        everything = [replace(q, candidates=None, exclude={str(e[0]) for e in q.history}) for q in queries]
+        ranked = {u: a.ids for u, a in zip(users, predictor.predict_batch(everything))}
+        metrics.update({f"full.{k}": v for k, v in
+                        ranking_metrics(ranked, split.test_targets, ks, catalog_size=catalog).items()})
+    return metrics, users, histories, times
 
 
 def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
@@ -91,9 +103,11 @@ def evaluate_version(predictor: Any, split: Split, evaluation: EvaluationConfig,
     """Model metrics on the split next to the baselines: `compare()`'s document."""
     model, users, histories, times = _model_metrics(predictor, split, evaluation, cols)
     ks = tuple(evaluation.ks) if evaluation.ks else DEFAULT_KS
-    if split.candidates is not None:
-        return compare(model, uniform_random_metrics(split, ks), baseline="random")
     catalog = len(predictor.featurizer.item_ids)
+    if split.candidates is not None:
+        random = uniform_random_metrics(split, ks)
+        full = uniform_random_metrics(replace(split, candidates=None), ks, catalog_size=catalog)
+        return compare(model, {**random, **{f"full.{k}": v for k, v in full.items()}}, baseline="random")
     log_p = predictor.target_log_probs(histories, [split.test_targets[u] for u in users],
                                        user_ids=users, request_times=times)
     model["perplexity"] = perplexity(smooth_log_probs(log_p, catalog))
@@ -127,7 +141,7 @@ class _NextItem(Protocol):
             update={"test_fraction": config.validation_fraction, "seed": config.seed + 1}), validation=True)
 
     def model_metrics(self, predictor: Any, split: EvalSplit, config: EvaluationConfig) -> dict[str, float]:
-        return _model_metrics(predictor, split.state["split"], config, split.state["cols"])[0]
+        return _model_metrics(predictor, split.state["split"], config, split.state["cols"], full=False)[0]
 
     def evaluate(self, predictor: Any, split: EvalSplit, schemas: Mapping[DatasetKind, Schema],
                  config: EvaluationConfig) -> dict[str, Any]:
