@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from recipes import RECIPE_IDS
-from tests.conftest import INTERACTIONS_SCHEMA, SHARED_DATA, free_port
+from tests.conftest import INTERACTIONS_SCHEMA, SHARED_DATA, Platform, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,22 @@ def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Compl
         raise AssertionError(f"tagrec {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def platform_env(platform: Platform, home: Path) -> dict[str, str]:
+    """The CLI's environment for a running test platform (tenant A's key) and a fresh home."""
+    e = {**os.environ, "TAGREC_HOME": str(home), "TAGREC_BASE_URL": platform.url,
+         "TAGREC_API_KEY": platform.key_a, "COLUMNS": "200"}
+    for k in ("TAGREC_PROFILE", "TAGREC_STORE", "TAGREC_PLATFORM_ID"):
+        e.pop(k, None)
+    return e
+
+
+def table_rows(stdout: str, *cells: str) -> list[int]:
+    """The line numbers of a printed table's rows holding each of `cells` as a whole cell, in order
+    (-1 for a cell no row holds)."""
+    lines = stdout.splitlines()
+    return [next((n for n, line in enumerate(lines) if f" {cell} " in line), -1) for cell in cells]
 
 
 @pytest.fixture(scope="module")
