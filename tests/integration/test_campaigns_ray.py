@@ -26,7 +26,8 @@ TINY = {"epochs": 2, "hidden_size": 16, "item_embedding_dim": 16, "batch_size": 
 def _trained_group(client: Client, tmp: Path) -> tuple[str, str, str, dict]:
     group, data = import_synthetic(client, tmp, seed=5, n_users=150, n_items=100, n_interactions=5000)
     client.solutions.create(group, name="s", recipe="hrnn-meta", hyperparameters=TINY,
-                            evaluation={"min_test_users": 30, "holdout_last": 2})
+                            evaluation={"min_test_users": 30, "holdout_last": 2,
+                                        "refit": False})  # one training run: serving is under test
     v = client.solution_versions.create(group, solution="s")
     v = client.solution_versions.wait(group, "s", v.name, poll_interval=0.5, timeout=300)
     assert v.status == Status.ACTIVE, v.failure_reason
