@@ -841,6 +841,27 @@ def _show_version(ctx: click.Context, v: SolutionVersion) -> None:
         return
     _emit(ctx, v, ["name", "status", "snapshots"])
     _print_table(_metrics_table(v))
+    if line := _training_summary(v):
+        out.print(line)
+
+
+def _training_summary(v: SolutionVersion) -> str:
+    """``trained 5 epochs; best epoch 4 by validation mrr 0.2011 (300 cases); served: refitted on all
+    the data for 4 epochs`` (empty for a version without epochs)."""
+    t = v.training or {}
+    if not t.get("epochs"):
+        return ""
+    parts = [f"trained {t['epochs']} epochs"]
+    val = t.get("validation") or {}
+    if val.get("skipped"):
+        parts.append(val["skipped"])
+    elif val.get("best_epoch"):
+        stopped = ", stopped early" if val.get("stopped_early") else ""
+        parts.append(f"best epoch {val['best_epoch']} by validation {val['metric']} "
+                     f"{_number(val.get('best_score'))} ({val['cases']:,} cases){stopped}")
+    if v.served_model == "all-data" and t.get("refit"):
+        parts.append(f"served: refitted on all the data for {t['refit']['epochs']} epochs")
+    return "; ".join(parts)
 
 
 @versions.command("list")
@@ -1211,6 +1232,8 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
                       if k != "protocol" and not isinstance(v, (dict, list)))
     out.print(f"{version.recipe} ({task.value}) version {version.name}: {ev.get('protocol')} ({shown})")
     _print_table(_metrics_table(version))
+    if line := _training_summary(version):
+        out.print(line)
     _print_demo(task, result["serving"])
     times = result["timings"]
     out.print("timings: " + " ".join([f"{k}={v}" for k, v in times.items() if k != "version"]

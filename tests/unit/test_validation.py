@@ -40,3 +40,26 @@ def test_a_non_finite_score_is_never_best_and_is_recorded_as_null() -> None:
     best.update(0, float("-inf"), model)
     best.update(1, 0.2, model)
     assert best.best_epoch == 1 and best.describe()["scores"] == [None, 0.2]
+
+
+def test_the_cli_says_which_epoch_was_kept_and_what_is_served() -> None:
+    from sdk.types import SolutionVersion
+    from tagrec.cli import _training_summary
+
+    def version(training: dict | None, served: str | None = "all-data") -> SolutionVersion:
+        return SolutionVersion.model_validate({
+            "name": "v", "status": "ACTIVE", "created_at": "2026-12-01T00:00:00Z",
+            "updated_at": "2026-12-01T00:00:00Z", "dataset_group": "g", "solution": "s",
+            "recipe": "hrnn-meta", "training": training, "served_model": served})
+
+    validated = {"epochs": 6, "refit": {"epochs": 4},
+                 "validation": {"metric": "mrr", "best_epoch": 4, "best_score": 0.2011, "cases": 1300,
+                                "stopped_early": True}}
+    assert _training_summary(version(validated)) == (
+        "trained 6 epochs; best epoch 4 by validation mrr 0.2011 (1,300 cases), stopped early; "
+        "served: refitted on all the data for 4 epochs")
+    skipped = {"epochs": 2, "validation": {"skipped": "no validation split (too few users); trained every "
+                                                      "epoch"}}
+    assert _training_summary(version(skipped, "evaluated")) == (
+        "trained 2 epochs; no validation split (too few users); trained every epoch")
+    assert _training_summary(version({"epochs": 0})) == "" and _training_summary(version(None)) == ""
