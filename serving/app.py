@@ -21,11 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from store import NotFound, Store
-from training_jobs.runner import JobRunner
 
 from .api import ROUTERS
 from .api.common import ApiError, Context, JobSubmitter, JobTracker, VersionSubmitter
 from .api.docs import add_docs
+from .deployments import Deployments
+from .event_logs import EventLogs
 
 __all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker", "VersionSubmitter"]
 
@@ -50,7 +51,8 @@ def _no_training(tenant: str, group: str, solution: str, version: str) -> None:
 def create_app(store: Store, submit_import: JobSubmitter, *,
                submit_version: VersionSubmitter = _no_training,
                is_tracked: JobTracker = lambda key: True,
-               runner: JobRunner | None = None,
+               deployments: Deployments | None = None,
+               event_logs: EventLogs | None = None,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                upload_ttl_s: float = UPLOAD_TTL_S,
                stale_after_s: float = STALE_JOB_S) -> FastAPI:
@@ -60,10 +62,10 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         store: Where records and data live.
         submit_import: Starts an import job (e.g. as a Ray task).
         submit_version: Starts a solution version's training job.
-        runner: Deploys campaigns and holds event logs (default: events in this process, no
-            campaigns).
-        is_tracked: Whether the runner still holds the submitted job of a record key; a
-            pending job it does not hold will never run and is reported as failed.
+        is_tracked: Whether the job (or campaign rollout) of a record key is still held; a
+            pending one nobody holds will never run and is reported as failed.
+        deployments: Where campaigns are deployed (default: nowhere; a campaign fails to deploy).
+        event_logs: The groups' event logs (default: in this process).
         max_upload_bytes: Largest upload accepted.
         upload_ttl_s: How long an upload stays importable (swept on the tenant's next upload).
         stale_after_s: An in-progress job silent this long is reported as failed.
@@ -73,11 +75,11 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
                   description="Datasets, recipes, training and campaigns, per tenant.",
                   docs_url=None, redoc_url=None, routes=[r for router in ROUTERS for r in router.routes])
-    ops = runner or JobRunner(store)
-    app.state.context = Context(store, submit_import, submit_version, is_tracked, ops,
-                                max_upload_bytes=max_upload_bytes, upload_ttl_s=upload_ttl_s,
-                                stale_after_s=stale_after_s)
-    add_docs(app, ops.serve_url)
+    deployments = deployments or Deployments(store)
+    app.state.context = Context(store, submit_import, submit_version, is_tracked, deployments,
+                                event_logs or EventLogs(store), max_upload_bytes=max_upload_bytes,
+                                upload_ttl_s=upload_ttl_s, stale_after_s=stale_after_s)
+    add_docs(app, deployments.serve_url)
 
     # ---- errors: every failure is a typed JSON body, never an HTML page or a bare 500 ----
     @app.exception_handler(ApiError)

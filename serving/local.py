@@ -1,7 +1,9 @@
 """Run the control plane as a process: `python -m serving.local --store URI --port N`.
 
 `tagrec up` starts this in the background on 127.0.0.1; in the cloud the same app runs behind
-HTTPS. Jobs go to a Ray cluster (a local one started on first use, or `--ray-address`).
+HTTPS. Jobs go to a Ray cluster (a local one started on first use, or `--ray-address`), and so
+do campaigns (Ray Serve) and event logs (actors): `build_app` assembles the three owners of that
+state on the job runner's one cluster, and recovers and stops them in order.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from store import Store, StoreConfig
-from training_jobs.runner import make_runner
+from training_jobs.runner import RayJobRunner, make_runner
 
 from .app import create_app
+from .deployments import Deployments
+from .event_logs import ActorEventLogs, EventLogs
 
 __all__ = ["build_app", "main"]
 
@@ -26,30 +30,40 @@ __all__ = ["build_app", "main"]
 def build_app(store_uri: str | None = None, executor: str = "ray",
               ray_address: str | None = None, serve_port: int | None = None,
               serve_url: str | None = None, recover: bool = True) -> FastAPI:
-    """The control plane with its job runner; the runner stops with the app.
+    """The control plane with its job runner, campaign deployments and event logs; they stop
+    with the app (Ray last: the runner started it).
 
-    On start (when `recover`), events acknowledged before a restart are flushed and live
+    On start (when `recover`), events acknowledged before a restart are flushed, then live
     campaigns are deployed again, in the background.
     """
     store = Store(StoreConfig.from_env(store_uri))
-    runner = make_runner(store, executor, ray_address, serve_port=serve_port, serve_url=serve_url)
+    runner = make_runner(store, executor, ray_address)
+    if isinstance(runner, RayJobRunner):  # one cluster for all: Serve and the actors need its Ray
+        deployments = Deployments(store, runner.ensure_ray, serve_port=serve_port or 8000,
+                                  serve_url=serve_url)
+        event_logs: EventLogs = ActorEventLogs(store, runner.ensure_ray)
+    else:
+        deployments, event_logs = Deployments(store), EventLogs(store)
     app = create_app(store, runner.submit_import, submit_version=runner.submit_version,
-                     is_tracked=runner.is_tracked, runner=runner)
+                     is_tracked=lambda key: runner.is_tracked(key) or deployments.is_tracked(key),
+                     deployments=deployments, event_logs=event_logs)
     inner = app.router.lifespan_context
+
+    def recover_all() -> None:
+        event_logs.recover()
+        deployments.recover()
 
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
             if recover:
-                threading.Thread(target=runner.recover, daemon=True, name="recover").start()
+                threading.Thread(target=recover_all, daemon=True, name="recover").start()
             try:
                 yield state
             finally:
                 runner.shutdown()
 
     app.router.lifespan_context = lifespan
-    app.state.runner = runner
-    app.state.store = store
     return app
 
 

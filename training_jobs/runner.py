@@ -1,8 +1,12 @@
 """Where jobs run: a Ray cluster (local, started on demand, or remote by address) or threads.
 
-The control plane hands every job to a runner. Jobs record their own progress and outcome in
-the store; the runner only adds a watcher that marks a job failed if its task dies without
-saying so (a worker killed, the cluster gone).
+The control plane hands every import and training job to a runner. Jobs record their own
+progress and outcome in the store; the runner only adds a watcher that marks a job failed if its
+task dies without saying so (a worker killed, the cluster gone), and tells which jobs it holds.
+
+`RayJobRunner` also owns the Ray cluster of the process: it starts Ray from one long-lived
+thread (`ensure_ray`) and stops it at `shutdown`. The control plane's other users of the cluster
+(campaign deployments and event logs, in `serving`) call `ensure_ray` before they touch Ray.
 """
 
 from __future__ import annotations
@@ -50,52 +54,6 @@ class JobRunner:
 
     def _submit(self, key: str, task: Any, *args: str) -> None:
         raise NotImplementedError
-
-    # Campaigns and events: implemented by runners that have Serve (RayJobRunner).
-    serve_url: str | None = None
-
-    def deploy_campaign(self, tenant: str, group: str, campaign: str) -> None:
-        raise RuntimeError("campaigns run on Ray Serve: start the platform with the Ray executor")
-
-    def delete_campaign(self, tenant: str, group: str, campaign: str) -> None:
-        raise RuntimeError("campaigns run on Ray Serve: start the platform with the Ray executor")
-
-    def event_log(self, tenant: str, group: str) -> Any:
-        """An object with put(user_id, session_id, events) and recent(keys, by="user"|"session")."""
-        from serving.events import EventLog
-
-        with self._held_lock:
-            logs = self.__dict__.setdefault("_event_logs", {})
-            if (tenant, group) not in logs:
-                logs[(tenant, group)] = EventLog(self.store.config.as_dict(), tenant, group)
-            return logs[(tenant, group)]
-
-    def close_event_log(self, tenant: str, group: str) -> None:
-        """Forget a group's event log (its group or dataset is being deleted)."""
-        with self._held_lock:
-            log_ = self.__dict__.get("_event_logs", {}).pop((tenant, group), None)
-        if log_ is not None:
-            log_.close()
-
-    def recover(self) -> None:
-        """After a restart: flush events acknowledged before it, redeploy live campaigns."""
-        from store.tenants import list_tenants
-
-        for tenant in list_tenants(self.store.registry):
-            keys = Keys(tenant)
-            for doc in self.store.registry.list(keys.groups(), "/group.json"):
-                group = doc["name"]
-                if any(True for _ in self.store.backend.list(f"{keys.events(group)}/wal")):
-                    try:
-                        self.event_log(tenant, group).flush()
-                    except Exception:
-                        log.exception("could not recover the events of %s/%s", tenant, group)
-                for c in self.store.registry.list(keys.campaigns(group), ".json"):
-                    if c["status"] == Status.ACTIVE.value or c.get("pending_update"):
-                        try:
-                            self.deploy_campaign(tenant, group, c["name"])
-                        except RuntimeError:
-                            break  # this runner has no Serve
 
     def is_tracked(self, key: str) -> bool:
         """Whether this runner holds the job of record `key` (submitted, not finished)."""
@@ -156,31 +114,32 @@ class RayJobRunner(JobRunner):
     """Runs each job as a Ray task. `address=None` starts a local cluster on first use."""
 
     def __init__(self, store: Store, address: str | None = None, num_cpus: int | None = None,
-                 object_store_mb: int = 256, serve_host: str = "127.0.0.1", serve_port: int = 8000,
-                 serve_url: str | None = None) -> None:
+                 object_store_mb: int = 256) -> None:
         super().__init__(store)
-        self.serve_host, self.serve_port = serve_host, serve_port
-        self.serve_url = serve_url or f"http://{serve_host}:{serve_port}"
-        self._serve_started = False
-        self._campaign_locks: dict[str, threading.Lock] = {}
         self.address = address
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         self._lock = threading.Lock()
         self._remote: dict[Any, Any] = {}
-        self._started = False
+        self._owner: _RayOwner | None = None
         if address is None:
             # A local cluster is for this machine only: with this set before `ray` is imported,
             # Ray takes 127.0.0.1 as the node address and its GCS, raylet, agents and workers
             # listen there (otherwise on the machine's network address and on all interfaces).
             os.environ.setdefault(_LOCAL_ONLY, "0")
 
-    def _ensure_ray(self, task: Any) -> Any:
+    def ensure_ray(self) -> None:
+        """Start Ray once, from the owner thread (see `_RayOwner`); every user of it calls this."""
         with self._lock:
-            if not self._started:
-                self._owner = _RayOwner(self._init_ray)
-                self._owner.start()
-                self._started = True
+            if self._owner is None:
+                owner = _RayOwner(self._init_ray)
+                owner.start()
+                self._owner = owner
+
+    def _ensure_ray(self, task: Any) -> Any:
+        """Ray started, and `task` as a Ray remote function."""
+        self.ensure_ray()
+        with self._lock:
             if task not in self._remote:
                 import ray
 
@@ -237,95 +196,9 @@ class RayJobRunner(JobRunner):
         finally:
             self._release(key)
 
-    # --- campaigns --------------------------------------------------------------------------
-    def _ensure_serve(self) -> None:
-        self._ensure_ray(import_task)
-        with self._lock:
-            if not self._serve_started:
-                from serving.campaign import ensure_serve
-
-                ensure_serve(self.serve_host, self.serve_port, store_config=self.store.config.as_dict())
-                self._serve_started = True
-
-    def deploy_campaign(self, tenant: str, group: str, campaign: str) -> None:
-        """Deploy (or update) in the background; the record says how it went."""
-        key = Keys(tenant).campaign_record(group, campaign)
-        self._hold(key)
-        threading.Thread(target=self._deploy, args=(tenant, group, campaign, key), daemon=True,
-                         name=f"deploy-{campaign}").start()
-
-    def _deploy(self, tenant: str, group: str, campaign: str, key: str) -> None:
-        from serving.campaign import deploy
-
-        registry = self.store.registry
-        lock = self._campaign_locks.setdefault(key, threading.Lock())
-        try:
-            with lock:  # one rollout per campaign at a time
-                doc = registry.read(key)
-                target = {**doc, **(doc.get("pending_update") or {})}
-                if doc["status"] == Status.CREATE_PENDING.value:
-                    registry.update(key, lambda d: {**d, "status": Status.CREATE_IN_PROGRESS.value,
-                                                    "updated_at": now_iso()})
-                try:
-                    self._ensure_serve()
-                    deploy(self.store.config.as_dict(), tenant, group, target)
-                except Exception as e:  # noqa: BLE001 - reported on the campaign
-                    log.warning("deploying campaign %s failed: %r", key, e)
-                    reason = f"deployment failed: {crash_reason(e, what='the deployment')}"
-
-                    def failed(d: dict[str, Any]) -> dict[str, Any]:
-                        if d.get("pending_update") and d["status"] == Status.ACTIVE.value:
-                            return {**d, "pending_update": None, "last_update_failure": reason,
-                                    "updated_at": now_iso()}
-                        return {**d, "status": Status.CREATE_FAILED.value, "failure_reason": reason,
-                                "updated_at": now_iso()}
-
-                    registry.update(key, failed)
-                    return
-                fields = {k: target[k] for k in ("solution", "solution_version", "recipe", "task",
-                                                 "min_replicas", "max_replicas", "max_ongoing_requests",
-                                                 "max_queued_requests") if k in target}
-                registry.update(key, lambda d: {**d, **fields, "status": Status.ACTIVE.value,
-                                                "pending_update": None, "last_update_failure": None,
-                                                "updated_at": now_iso()})
-        except NotFound:
-            pass  # deleted meanwhile
-        finally:
-            self._release(key)
-
-    def delete_campaign(self, tenant: str, group: str, campaign: str) -> None:
-        """Remove the campaign's application (blocks until it is gone)."""
-        from serving.campaign import undeploy
-
-        self._ensure_serve()
-        key = Keys(tenant).campaign_record(group, campaign)
-        with self._campaign_locks.setdefault(key, threading.Lock()):
-            undeploy(tenant, group, campaign)
-
-    # --- events -------------------------------------------------------------------------------
-    def event_log(self, tenant: str, group: str) -> Any:
-        from serving.events import event_log_actor
-
-        self._ensure_ray(import_task)
-        with self._lock:  # one handle per group, kept: the actor is looked up once
-            logs = self.__dict__.setdefault("_actor_logs", {})
-            if (tenant, group) not in logs:
-                logs[(tenant, group)] = _ActorLog(event_log_actor(self.store.config.as_dict(), tenant,
-                                                                  group))
-            return logs[(tenant, group)]
-
-    def close_event_log(self, tenant: str, group: str) -> None:
-        import ray
-
-        with self._lock:
-            log_ = self.__dict__.get("_actor_logs", {}).pop((tenant, group), None)
-        if log_ is not None:
-            ray.kill(log_.handle)  # detached: it would otherwise outlive its group
-
     def shutdown(self) -> None:
-        owner = self.__dict__.get("_owner")
-        if owner is not None:
-            owner.stop()
+        if self._owner is not None:
+            self._owner.stop()
 
 
 class _RayOwner(threading.Thread):
@@ -370,31 +243,6 @@ class _RayOwner(threading.Thread):
             self.join(timeout)
 
 
-class _ActorLog:
-    """An EventLog actor behind the EventLog interface (calls block until answered)."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    def put(self, user_id: str, session_id: str, events: list[dict[str, Any]]) -> dict[str, int]:
-        import ray
-
-        try:
-            return ray.get(self.handle.put.remote(user_id, session_id, events))
-        except ray.exceptions.RayTaskError as e:  # the log's own error, not Ray's wrapper of it
-            raise e.cause if isinstance(getattr(e, "cause", None), Exception) else e from None
-
-    def recent(self, keys: list[str], by: str = "user") -> dict[str, list[tuple[Any, ...]]]:
-        import ray
-
-        return ray.get(self.handle.recent.remote(keys, by))
-
-    def flush(self) -> int:
-        import ray
-
-        return ray.get(self.handle.flush.remote())
-
-
 def crash_reason(e: BaseException, what: str = "the job") -> str:
     """Why a job died, in the platform's words (never Ray's internals or log file names)."""
     name = type(e).__name__
@@ -420,10 +268,10 @@ def _what(key: str) -> str:
     return "the import job" if "/import-jobs/" in key else "the training job"
 
 
-def make_runner(store: Store, executor: str = "ray", address: str | None = None,
-                serve_port: int | None = None, serve_url: str | None = None) -> JobRunner:
+def make_runner(store: Store, executor: str = "ray", address: str | None = None) -> JobRunner:
+    """The runner of `executor`: "ray" (a cluster at `address`, default local) or "thread"."""
     if executor == "ray":
-        return RayJobRunner(store, address=address, serve_port=serve_port or 8000, serve_url=serve_url)
+        return RayJobRunner(store, address=address)
     if executor == "thread":
         return ThreadJobRunner(store)
     raise ValueError(f"unknown executor {executor!r}: use 'ray' or 'thread'")

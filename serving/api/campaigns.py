@@ -1,8 +1,9 @@
 """Campaigns (`client.campaigns`): solution versions deployed as live endpoints on Ray Serve.
 
-The records live here; the runner deploys them in the background and the record says how it
-went (`reap_campaign` fails one whose deployment nobody runs any more). The endpoints themselves
-(recommend, rank, ...) are answered by Ray Serve (`serving.campaign`), not by this router.
+The records live here; `serving.deployments` rolls them out in the background and the record
+says how it went (`reap_campaign` fails one whose rollout nobody runs any more). The endpoints
+themselves (recommend, rank, ...) are answered by Ray Serve (`serving.campaign`), not by this
+router.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def create_campaign(group: Name, body: Strict[CampaignCreate], t: Tenant, respon
     keys = Keys(t)
     live_group(ctx, keys, group)
     version = _active_version(ctx, keys, group, body.solution, body.solution_version)
-    serve_url = ctx.runner.serve_url
+    serve_url = ctx.deployments.serve_url
     endpoint = f"{(serve_url or '').rstrip('/')}{endpoint_path(t, group, body.name)}"
     doc = {**body.model_dump(mode="json"), "dataset_group": group, "recipe": version["recipe"],
            "task": get_recipe(version["recipe"]).task.value,
@@ -86,7 +87,7 @@ def create_campaign(group: Name, body: Strict[CampaignCreate], t: Tenant, respon
                  parents=(group_parent(keys, group),), request=body)
     if response.status_code == 201:
         try:
-            ctx.runner.deploy_campaign(t, group, body.name)
+            ctx.deployments.deploy(t, group, body.name)
         except Exception as e:  # cannot deploy here: say so on the campaign
             reason = f"could not deploy: {e}"
             doc = ctx.store.registry.update(key, lambda d: {
@@ -152,7 +153,7 @@ def update_campaign(group: Name, campaign: Name, body: Strict[CampaignUpdate], t
     key = keys.campaign_record(group, campaign)
     doc = registry.update(key, start)
     try:
-        ctx.runner.deploy_campaign(t, group, campaign)
+        ctx.deployments.deploy(t, group, campaign)
     except Exception as e:  # cannot roll out here: the old version keeps serving
         reason = f"could not deploy: {e}"
         doc = registry.update(key, lambda d: {**d, "pending_update": None,

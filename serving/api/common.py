@@ -24,11 +24,13 @@ from pydantic import BaseModel, WrapValidator
 from sdk.types import NAME_PATTERN, DatasetKind, Status
 from store import AlreadyExists, Keys, NotFound, Store, now_iso
 from store.tenants import resolve_api_key
-from training_jobs.runner import JobRunner
+
+from ..deployments import Deployments
+from ..event_logs import EventLogs
 
 JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the import
 VersionSubmitter = Callable[[str, str, str, str], None]  # (tenant, group, solution, version)
-JobTracker = Callable[[str], bool]  # (record key) -> the runner still holds the job
+JobTracker = Callable[[str], bool]  # (record key) -> its job or rollout is still held
 
 _AUTH_CACHE_S = 30.0
 SUBMIT_GRACE_S = 30.0  # a pending job younger than this may be between its record and its submit
@@ -54,7 +56,8 @@ class Context:
     submit_import: JobSubmitter
     submit_version: VersionSubmitter
     is_tracked: JobTracker
-    runner: JobRunner
+    deployments: Deployments
+    event_logs: EventLogs
     max_upload_bytes: int
     upload_ttl_s: float
     stale_after_s: float
@@ -349,7 +352,7 @@ def undeploy(ctx: Context, keys: Keys, group: str, campaign: str) -> None:
     ctx.store.registry.update(key, lambda d: {**d, "status": Status.DELETE_IN_PROGRESS.value,
                                               "updated_at": now_iso()})
     try:
-        ctx.runner.delete_campaign(keys.tenant, group, campaign)
+        ctx.deployments.delete(keys.tenant, group, campaign)
     except RuntimeError:
         pass  # never deployed: this control plane has no Serve
     ctx.store.backend.delete(key)

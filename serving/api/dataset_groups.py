@@ -72,7 +72,7 @@ def delete_group(group: Name, t: Tenant, ctx: Ctx, force: bool = False) -> Respo
     # Children first, the group record last: a crash mid-way leaves a visible group to retry.
     for campaign in campaigns:
         undeploy(ctx, keys, group, campaign)
-    ctx.runner.close_event_log(t, group)
+    ctx.event_logs.close(t, group)
     backend.delete_prefix(keys.events(group))
     backend.delete_prefix(keys.solutions(group))
     backend.delete_prefix(f"{keys.group(group)}/datasets")

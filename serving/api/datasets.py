@@ -77,7 +77,7 @@ def delete_dataset(group: Name, kind: DatasetKind, t: Tenant, ctx: Ctx) -> Respo
     refuse_if_importing(ctx, keys, group, kind.value)
     mark_deleting(ctx, keys.dataset_record(group, kind.value))
     if kind == DatasetKind.INTERACTIONS:  # its event log goes with it
-        ctx.runner.close_event_log(t, group)
+        ctx.event_logs.close(t, group)
         backend.delete_prefix(keys.events(group))
     backend.delete(keys.dataset_record(group, kind.value))
     backend.delete_prefix(keys.dataset(group, kind.value))

@@ -19,7 +19,7 @@ def put_events(group: Name, body: Strict[PutEventsRequest], t: Tenant, ctx: Ctx)
     live_group(ctx, Keys(t), group)
     events = [e.model_dump(mode="json") for e in body.events]
     try:
-        return ctx.runner.event_log(t, group).put(body.user_id, body.session_id, events)
+        return ctx.event_logs.get(t, group).put(body.user_id, body.session_id, events)
     except EventsRefused as e:
         field = str(e).split(":", 1)[0] if str(e).startswith("events.") else None
         raise ApiError(400, "invalid_input", str(e), field) from None
