@@ -129,7 +129,8 @@ def test_worker_killed_mid_training_the_version_resumes_and_completes(ray_platfo
     client = ray_platform.client()
     group, _ = _group_with_data(client, tmp_path / "data", n_interactions=30_000, seed=3)
     client.solutions.create(group, name="s", recipe="hrnn-meta",
-                            hyperparameters={**TINY, "epochs": 6}, evaluation={"patience": 10, "refit": False},
+                            hyperparameters={**TINY, "epochs": 6},
+                            evaluation={"patience": 10, "refit": False},
                             scaling={"workers": 2, "max_failures": 2})
     v = client.solution_versions.create(group, solution="s")
     store = Store(StoreConfig.from_env(ray_platform.store_uri))
