@@ -2,7 +2,9 @@
 CSV converted by `sdk.stackexchange` and imported through the SDK as an items dataset (no
 interactions dataset at all), a tag-cooccurrence solution whose version trains without a Ray Train
 worker group and is evaluated by post-holdout, and a campaign answering `generate_tags` over HTTP
-from a text, from a stored item's id, with chosen tags, and with its fallback."""
+from a text, from a stored item's id, with chosen tags, and with its fallback. On the same
+campaign: the endpoint's boundaries, bad input per field a 400 naming it, and `tagrec campaigns
+generate-tags` from the CLI."""
 
 from __future__ import annotations
 

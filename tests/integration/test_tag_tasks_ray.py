@@ -1,7 +1,10 @@
 """The user-tags and item-tags baselines through the real platform on a local Ray cluster: a
 HetRec-shaped tag-assignment dataset imported through the SDK, a solution per recipe, versions
 trained without a Ray Train worker group and evaluated by their task's protocol, one campaign per
-recipe answering `recommend_tags` over HTTP (known and unknown users and items)."""
+recipe answering `recommend_tags` over HTTP (known and unknown users and items). On the same two
+campaigns: the endpoint's boundaries (test_campaign_endpoint's helpers: no oracle, only
+recommend-tags, another task's verb a 400 wrong_task), bad input per field a 400 naming it, and
+`tagrec campaigns recommend-tags --item` from the CLI."""
 
 from __future__ import annotations
 
