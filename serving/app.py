@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
+from sdk.types.common import describe_problem
 from store import NotFound, Store
 
 from .api import ROUTERS
@@ -89,14 +90,10 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-        field = ".".join(loc) or None
-        msg = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
         if first.get("type") == "json_invalid":
-            return _error(400, "invalid_json", f"request body is not valid JSON: {msg}")
-        given = first.get("input")
-        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
-        return _error(400, "invalid_input", f"{field or 'request'}: {msg}{shown}", field)
+            return _error(400, "invalid_json", f"request body is not valid JSON: {first.get('msg')}")
+        field, message = describe_problem(first)
+        return _error(400, "invalid_input", message, field)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:

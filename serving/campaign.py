@@ -62,6 +62,7 @@ from recipes import get_recipe
 from recipes.base import ARTIFACT_FILES, Answer, Query
 from sdk.tasks import HistoryKey, get_task, task_serving
 from sdk.types import VERB_REQUESTS, DatasetKind, Role, Schema
+from sdk.types.common import describe_problem
 from store import Keys, NotFound, Store, StoreConfig
 from store.snapshots import open_snapshot, read_current
 from store.tenants import resolve_api_key
@@ -290,7 +291,7 @@ class CampaignServer:
             return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
         model = VERB_REQUESTS[path]
         try:
-            req = model.model_validate_json(body)
+            req = model.model_validate_json(body, strict=True)  # `true` or "5" is no integer
         except ValidationError as e:
             return _validation_error(e)
         result = await self._answer(path, req)
@@ -407,10 +408,8 @@ def _validation_error(e: ValidationError) -> Any:
     first = e.errors()[0]
     if first.get("type") == "json_invalid":
         return _error(400, "invalid_json", f"request body is not valid JSON: {first.get('msg')}")
-    field = ".".join(str(p) for p in first.get("loc", ())) or None
-    given = first.get("input")
-    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
-    return _error(400, "invalid_input", f"{field or 'request'}: {first.get('msg')}{shown}", field)
+    field, message = describe_problem(first)
+    return _error(400, "invalid_input", message, field)
 
 
 class NotFoundApp:

@@ -37,6 +37,7 @@ from sdk import (
 )
 from sdk.errors import APIStatusError, ConflictError, NotFoundError
 from sdk.pagination import Listing
+from sdk.types.common import describe_problem
 
 __all__ = ["main", "cli"]
 
@@ -351,14 +352,8 @@ def _load_schema(path: str, kind: str) -> Schema:
 def _validation_text(error: ValidationError, where: str | None = None) -> str:
     """The first problem of a pydantic error in plain words: ``field: problem (got value)``, with
     no Python repr of a model (a value is shown only when it is a short scalar)."""
-    first = error.errors()[0]
-    where = where or ".".join(map(str, first["loc"]))
-    msg = first["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    value = first.get("input")
-    got = f" (got {value!r})" if isinstance(value, (str, int, float)) and len(repr(value)) <= 80 else ""
-    return f"{where}: {msg}{got}" if where else msg
+    field, message = describe_problem(error.errors()[0], where=where)
+    return message if where or field else message.removeprefix("request: ")
 
 
 @cli.group()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ErrorBody",
     "Page",
+    "describe_problem",
 ]
 
 
@@ -69,3 +72,28 @@ class Page(_Model):
     model_config = ConfigDict(extra="ignore")
     items: list[dict[str, Any]]  # JSON objects, parsed by the listing's own model
     next_token: str | None = None
+
+
+# Location parts pydantic adds that are no field of the request: a dict key's own check, the member
+# of a union tried (`str`, `list[str]`, `function-after[...]`, `constrained-str`).
+_PYDANTIC_PARTS = re.compile(r"^(\[key\]|str|int|float|bool|none|constrained-\w+|[\w-]+\[.*\])$")
+_MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def describe_problem(error: Mapping[str, Any], *, prefix: Sequence[str] = (),
+                     where: str | None = None) -> tuple[str | None, str]:
+    """One pydantic error (an item of ``ValidationError.errors()``) in plain words.
+
+    Returns ``(field, "field: problem (got value)")``: the field is the dotted location (FastAPI's
+    leading ``body`` and pydantic's own markers left out, `prefix` in front), the value is shown
+    only when it is a scalar, cut at 80 characters. `where` replaces the field in the message.
+    """
+    loc = [str(p) for i, p in enumerate(error.get("loc", ())) if not (i == 0 and p == "body")
+           and not (i > 0 and isinstance(p, str) and _PYDANTIC_PARTS.match(p))]
+    field = ".".join([*prefix, *loc]) or None
+    msg = str(error.get("msg", "invalid input"))
+    for start in _MESSAGE_PREFIXES:
+        msg = msg.removeprefix(start)
+    given = error.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
+    return field, f"{where or field or 'request'}: {msg}{shown}"

@@ -52,9 +52,10 @@ Context = dict[Annotated[str, StringConstraints(max_length=64)], ContextValue]
 
 def _check_context(context: dict[str, Any]) -> dict[str, Any]:
     stamp = context.get("timestamp")
-    if stamp is not None and (isinstance(stamp, (bool, str)) or not 0 <= float(stamp) <= 32503680000):
+    # Compared as given: float() of a JSON integer past 1e308 overflows.
+    if stamp is not None and (isinstance(stamp, (bool, str)) or not 0 <= stamp <= 32503680000):
         raise ValueError(f"context.timestamp must be epoch seconds between 0 and 32503680000, "
-                         f"got {stamp!r}")
+                         f"got {stamp!r:.40}")
     return context
 
 

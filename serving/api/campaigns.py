@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from recipes import get_recipe
 from sdk.types import Campaign, CampaignCreate, CampaignUpdate, Status
+from sdk.types.common import describe_problem
 from serving.endpoints import endpoint_path
 from store import Keys, NotFound, now_iso
 
@@ -136,7 +137,8 @@ def update_campaign(group: Name, campaign: Name, body: Strict[CampaignUpdate], t
     try:
         CampaignCreate.model_validate({k: target[k] for k in CampaignCreate.model_fields})
     except ValidationError as e:
-        raise ApiError(400, "invalid_input", e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        field, message = describe_problem(e.errors()[0])
+        raise ApiError(400, "invalid_input", message, field) from None
     update = {k: target[k] for k in (*change, "recipe", "task") if k in target}
 
     def start(d: dict[str, Any]) -> dict[str, Any]:

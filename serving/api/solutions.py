@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from recipes import RECIPE_IDS, get_recipe
 from sdk.types import Solution, SolutionCreate, Status
+from sdk.types.common import describe_problem
 from store import Keys
 
 from .common import (
@@ -44,11 +45,8 @@ def create_solution(group: Name, body: Strict[SolutionCreate], t: Tenant, respon
     try:
         config = spec.config_cls.model_validate(body.hyperparameters)
     except ValidationError as e:
-        first = e.errors()[0]
-        field = ".".join(["hyperparameters", *(str(p) for p in first.get("loc", ()))])
-        given = first.get("input")
-        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r:.80})"
-        raise ApiError(400, "invalid_input", f"{field}: {first.get('msg')}{shown}", field) from None
+        field, message = describe_problem(e.errors()[0], prefix=("hyperparameters",))
+        raise ApiError(400, "invalid_input", message, field) from None
     evaluation = body.evaluation.model_copy(update={"mode": body.evaluation.mode or spec.protocols[0]})
     if evaluation.mode not in spec.protocols:
         raise ApiError(400, "invalid_input", f"evaluation.mode: recipe {body.recipe!r} "

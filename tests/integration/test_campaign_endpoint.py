@@ -286,9 +286,6 @@ HUGE = 10**400  # valid JSON, an int no float holds
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="product bug: sdk/types/runtime.py _check_context calls float() on "
-                   "an int context.timestamp; one too large for a float raises OverflowError, which "
-                   "CampaignServer.__call__ (serving/campaign.py) does not catch: a 500, not a 400")
 def test_a_huge_context_timestamp_is_a_400_naming_it(campaign, ray_platform: Platform) -> None:
     _, _, _, user, base, prefix = campaign
     context = {"timestamp": HUGE}

@@ -149,8 +149,6 @@ def test_next_tags_bad_input_is_a_400_naming_the_field(deployed, ray_platform: P
     assert "tag and item_id" in error_of(answer)["message"], answer
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: serving/campaign.py _validation_error keeps pydantic's "
-                   "'Value error, ' prefix in messages (serving/app.py strips it since 73af0c0)")
 def test_validation_messages_are_plain_words(deployed, ray_platform: Platform) -> None:
     _, answer = post(ray_platform, deployed[3], "next-tags", {**S, "events": [{}]})
     assert error_of(answer)["message"] == "events.0: give exactly one of tag and item_id", answer

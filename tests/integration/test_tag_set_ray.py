@@ -160,15 +160,11 @@ def test_generate_tags_bad_input_is_a_400_naming_the_field(deployed, ray_platfor
     assert all(name in error_of(answer)["message"] for name in ("text", "fields", "item_id")), answer
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: serving/campaign.py _validation_error keeps pydantic's "
-                   "'Value error, ' prefix in messages (serving/app.py strips it since 73af0c0)")
 def test_validation_messages_are_plain_words(deployed, ray_platform: Platform) -> None:
     _, answer = post(ray_platform, _endpoint(deployed), "generate-tags", {})
     assert error_of(answer)["message"] == "request: give text, fields or item_id: the text to tag", answer
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: serving/campaign.py _validation_error joins pydantic's "
-                   "whole error location, so a too-long field name is field 'fields.<name>.[key]'")
 def test_a_too_long_field_name_is_named_without_pydantic_markers(deployed, ray_platform: Platform) -> None:
     name = "n" * 65
     _, answer = post(ray_platform, _endpoint(deployed), "generate-tags", {"fields": {name: "a ros node"}})
