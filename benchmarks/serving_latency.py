@@ -26,10 +26,11 @@ What runs (all on this machine, HTTP on 127.0.0.1; every number printed is measu
 * one closed-loop sequential step per target and repeat (one request at a time): the latency of
   an idle server;
 * the predictor's in-process time: a `CampaignServer` built in this process (the code a replica
-  runs, without Serve) times `predictor.recommend_batch` for 1 and for 16 requests, the replica's
-  scoring step (`_score_batch`: histories, model, answer dicts), the JSON encoding, and the
-  whole handler (`CampaignServer.__call__` on a starlette Request: auth, validation, serve.batch,
-  event-log lookup, model, JSON) one request at a time and 16 at once;
+  runs, without Serve) times `predictor.predict_batch` for 1 and for 16 queries (built beforehand
+  as the replica builds them: `serving.campaign._query` over the user's snapshot history), the
+  replica's scoring step (`_score_batch`: histories, queries, model, response dicts), the JSON
+  encoding, and the whole handler (`CampaignServer.__call__` on a starlette Request: auth,
+  validation, serve.batch, event-log lookup, model, JSON) one request at a time and 16 at once;
 * CPU per request of the Serve proxy and of each target's replicas (psutil CPU time over a step /
   requests sent in it) and the memory (RSS, USS) of every replica process (found with psutil among
   this process's descendants by their `ServeReplica:<app>:` title);
@@ -373,7 +374,7 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
     import random
 
     from sdk.types import RecommendRequest
-    from serving.campaign import CampaignServer
+    from serving.campaign import CampaignServer, _query
     from store import StoreConfig
 
     server = CampaignServer(StoreConfig.from_env(store_uri).as_dict(), TENANT, dep["group"], "c",
@@ -385,26 +386,27 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
         return [("recommend", RecommendRequest(user_id=rng.choice(dep["users"]), num_results=25))
                 for _ in range(n)]
 
-    def model_call(inputs: list[tuple[str, Any]]) -> None:
-        hs = [server.histories.get(r.user_id) for _, r in inputs]
-        p.recommend_batch(hs, user_ids=[r.user_id for _, r in inputs],
-                          request_times=[time.time()] * len(inputs), num_results=[25] * len(inputs),
-                          exclude=[{str(e[0]) for e in h} for h in hs], candidates=[None] * len(inputs))
+    def queries(inputs: list[tuple[str, Any]]) -> list[Any]:
+        """The replica's queries for these requests (as `_score_batch` builds them, no events)."""
+        now = time.time()
+        return [_query(verb, r, server._history(r.user_id, {}), now) for verb, r in inputs]
 
-    def timed(fn: Any, batch: int) -> float:
+    def timed(fn: Any, batch: int, prepare: Any = None) -> float:
+        """Median ms of fn over `iters` batches of `batch` requests (`prepare`d outside the timing)."""
+        prepare = prepare or (lambda i: i)
         for _ in range(5):
-            fn(requests(batch))
+            fn(prepare(requests(batch)))
         times = []
         for _ in range(iters):
-            inputs = requests(batch)
+            inputs = prepare(requests(batch))
             t = time.perf_counter()
             fn(inputs)
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1000
 
     out = {
-        "model_1_ms": timed(model_call, 1),
-        "model_16_ms": timed(model_call, 16),
+        "model_1_ms": timed(p.predict_batch, 1, queries),
+        "model_16_ms": timed(p.predict_batch, 16, queries),
         "score_batch_1_ms": timed(lambda i: server._score_batch(i, {}), 1),
         "score_batch_16_ms": timed(lambda i: server._score_batch(i, {}), 16),
     }
@@ -740,8 +742,8 @@ def print_report(doc: dict[str, Any]) -> None:
           f"{'met' if g['ratio_goal_met'] else 'NOT met'}")
     pr = doc["predictor"]
     print()
-    print(f"predictor in process (torch threads {pr['threads']}; median of runs): recommend_batch "
-          f"1 request {pr['model_1_ms']:.2f} ms, 16 requests {pr['model_16_ms']:.2f} ms "
+    print(f"predictor in process (torch threads {pr['threads']}; median of runs): predict_batch "
+          f"1 query {pr['model_1_ms']:.2f} ms, 16 queries {pr['model_16_ms']:.2f} ms "
           f"({pr['model_16_ms'] / 16:.2f} ms each); replica scoring step (_score_batch) "
           f"{pr['score_batch_1_ms']:.2f} / {pr['score_batch_16_ms']:.2f} ms; JSON encode of one "
           f"answer {pr['json_encode_ms']:.3f} ms; request validation {pr['validate_ms']:.3f} ms")
