@@ -103,6 +103,7 @@ def fit_in_process(recipe: str | RecipeSpec, hyperparameters: Mapping[str, Any] 
                 if best is not None:
                     metrics["validation_score"] = validation.score(spec, config, featurizer, model)
                     stop = best.update(metrics["epoch"], metrics["validation_score"], model)
+                    stop = stop and metrics["epoch"] + 1 < int(getattr(config, "epochs", 1))
                 if on_epoch is not None:
                     on_epoch(metrics)
                 if stop:

@@ -132,9 +132,12 @@ class RayJobRunner(JobRunner):
         """Start Ray once, from the owner thread (see `_RayOwner`); every user of it calls this."""
         with self._lock:
             if self._owner is None:
-                owner = _RayOwner(self._init_ray)
-                owner.start()
-                self._owner = owner
+                self._owner = _RayOwner(self._init_ray)
+                try:
+                    self._owner.start()
+                except BaseException:
+                    self._owner = None
+                    raise
 
     def _ensure_ray(self, task: Any) -> Any:
         """Ray started, and `task` as a Ray remote function."""
@@ -197,8 +200,10 @@ class RayJobRunner(JobRunner):
             self._release(key)
 
     def shutdown(self) -> None:
-        if self._owner is not None:
-            self._owner.stop()
+        with self._lock:  # a Ray still starting is stopped once started, never left running
+            owner = self._owner
+        if owner is not None:
+            owner.stop()
 
 
 class _RayOwner(threading.Thread):

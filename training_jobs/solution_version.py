@@ -121,7 +121,8 @@ class EpochProgress:
                 "phase": self.phase, "epoch": int(metrics["epoch"]) + 1,
                 "epochs": int(metrics["epochs"]), "loss": float(metrics["loss"]),
                 "events_per_second": (metrics["events"] / seconds) if seconds > 0 else None,
-                "resumed_from_epoch": metrics.get("resumed_from_epoch")})
+                "resumed_from_epoch": metrics.get("resumed_from_epoch"),
+                "validation_score": metrics.get("validation_score")})
             return record.stopping()
         except _Ended:
             return True
@@ -264,7 +265,8 @@ def run_version(store: Store, tenant: str, group: str, solution: str, version: s
         except InsufficientData as e:
             raise VersionFailed(str(e)) from None
         validation, skipped = None, None
-        if evaluation.validation_fraction > 0 and trains_by_epochs(spec):
+        epochs = int(doc["hyperparameters"].get("epochs") or 1)
+        if evaluation.validation_fraction > 0 and trains_by_epochs(spec) and epochs > 1:
             try:
                 validation = Validation.of(protocol, split.train, schemas, evaluation)
             except InsufficientData as e:  # thin data: train every epoch, say why

@@ -47,7 +47,8 @@ class ScalingSpec:
 
 
 # Called on rank 0 after each epoch's checkpoint with {"epoch", "epochs", "loss", "events",
-# "seconds", "resumed_from_epoch"}; returning True stops training there (the checkpoint is kept).
+# "seconds", "resumed_from_epoch"} (+ "validation_score" when validated); returning True stops
+# training there (the checkpoint is kept).
 # Sent to the workers, so it must pickle.
 EpochCallback = Callable[[dict[str, Any]], bool | None]
 
@@ -116,7 +117,7 @@ def _worker_loop(cfg: dict[str, Any]) -> None:
         early = False
         if best is not None and validation is not None:  # rank 0; the others wait at the broadcast
             score = validation.score(spec, config, featurizer, model)
-            early = best.update(epoch, score, model)
+            early = best.update(epoch, score, model) and epoch + 1 < cfg["epochs"]
             metrics["validation_score"] = score
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = None
@@ -194,7 +195,7 @@ def train_recipe(recipe_id: str, hyperparameters: Mapping[str, Any],
         train_loop_config={"recipe": recipe_id, "hyperparameters": config.model_dump(mode="json"),
                            "featurizer": featurizer, "examples_ref": ray.put(examples),
                            "epochs": num_epochs, "on_epoch": on_epoch,
-                           "validation_ref": None if validation is None else ray.put(validation),
+                           "validation_ref": ray.put(validation.for_workers()) if validation else None,
                            "torch_threads": torch_threads or max(1, int(scaling.cpus_per_worker))},
         scaling_config=ray.train.ScalingConfig(
             num_workers=scaling.workers, use_gpu=scaling.gpus_per_worker > 0,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sdk.types import DatasetKind, EvaluationConfig, Schema
@@ -59,22 +59,28 @@ class Validation:
         return self.split.train
 
     def score(self, spec: Any, config: Any, featurizer: Any, model: Any) -> float:
-        """The validation metric of `model` (put back in train mode after)."""
+        """The validation metric of `model` (left in the mode it was in)."""
         import torch
 
         protocol = get_protocol(self.protocol)
+        training = model.training
         model.eval()
         try:
             with torch.no_grad():
                 metrics = protocol.model_metrics(spec.predictor_cls(config, featurizer, model),
                                                  self.split, self.evaluation)
         finally:
-            model.train()
+            model.train(training)
         if self.metric not in metrics:
             raise ValueError(f"validation metric {self.metric!r} is not among the protocol's metrics "
                              f"({', '.join(sorted(metrics))})")
         value = float(metrics[self.metric])
         return value if math.isfinite(value) else -math.inf
+
+    def for_workers(self) -> Validation:
+        """This validation without the training tables (the workers have the encoded examples;
+        what scoring needs — queries, targets, a next-item split's histories — stays)."""
+        return replace(self, split=replace(self.split, train={}))
 
     def describe(self) -> dict[str, Any]:
         cases = len(self.split.relevant)

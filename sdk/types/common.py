@@ -74,9 +74,9 @@ class Page(_Model):
     next_token: str | None = None
 
 
-# Location parts pydantic adds that are no field of the request: a dict key's own check, the member
-# of a union tried (`str`, `list[str]`, `function-after[...]`, `constrained-str`).
-_PYDANTIC_PARTS = re.compile(r"^(\[key\]|str|int|float|bool|none|constrained-\w+|[\w-]+\[.*\])$")
+# Location parts pydantic adds that are no field of the request: a dict key's own check, and (last
+# in the location) the member of a union tried (`str`, `list[str]`, `function-after[...]`).
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|none|constrained-\w+|[\w-]+\[.*\])$")
 _MESSAGE_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
@@ -88,8 +88,12 @@ def describe_problem(error: Mapping[str, Any], *, prefix: Sequence[str] = (),
     leading ``body`` and pydantic's own markers left out, `prefix` in front), the value is shown
     only when it is a scalar, cut at 80 characters. `where` replaces the field in the message.
     """
-    loc = [str(p) for i, p in enumerate(error.get("loc", ())) if not (i == 0 and p == "body")
-           and not (i > 0 and isinstance(p, str) and _PYDANTIC_PARTS.match(p))]
+    parts = list(error.get("loc", ()))
+    if parts and parts[0] == "body":  # FastAPI's
+        parts = parts[1:]
+    if len(parts) > 1 and isinstance(parts[-1], str) and _UNION_MEMBER.match(parts[-1]):
+        parts = parts[:-1]
+    loc = [str(p) for p in parts if p != "[key]"]
     field = ".".join([*prefix, *loc]) or None
     msg = str(error.get("msg", "invalid input"))
     for start in _MESSAGE_PREFIXES:

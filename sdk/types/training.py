@@ -55,8 +55,8 @@ class EvaluationConfig(_Model):
         description="Share held out for testing: of the users (next-item, user-tags, item-tags), the "
                     "posts (tag-set) or the sessions (session-tags).")
     min_test_users: int = Field(
-        default=300, ge=1, le=1_000_000, description="At least this many test users when the data allow."
-    )
+        default=300, ge=1, le=1_000_000,
+        description="At least this many test users when the data allow (the validation split too).")
     holdout_last: int = Field(
         default=10, ge=1, le=1000, description="Most recent interactions held out per test user."
     )
@@ -123,6 +123,8 @@ class TrainingProgress(_Model):
     resumed_from_epoch: int | None = Field(
         default=None, description="Set when a restarted worker group resumed from a checkpoint."
     )
+    validation_score: float | None = Field(
+        default=None, description="The last epoch's validation score (training.validation.metric).")
 
 
 class SolutionVersion(_Resource):

@@ -81,3 +81,38 @@ def test_worker_killed_mid_training_resumes_from_last_epoch(ray_local, s3_store_
                for r in rows.to_pylist()]
     recs = predictor.predict_batch([Query(history=history, user_id=user, num_results=10)])[0]
     assert len(recs.ids) == 10 and len(set(recs.ids)) == 10
+
+
+def _unlearnable_validation(data, patience: int):
+    """A real temporal-holdout validation whose right answers are items no model knows: every
+    epoch scores 0, so the first epoch stays best and training stops `patience` epochs later."""
+    from dataclasses import replace
+
+    from sdk.types import EvaluationConfig
+    from training_jobs.evaluation.protocols import get_protocol
+    from training_jobs.validation import Validation
+
+    evaluation = EvaluationConfig(min_test_users=20, holdout_last=2, patience=patience)
+    validation = Validation.of(get_protocol("temporal-holdout"), data.tables(), data.schemas, evaluation)
+    inner = validation.split.state["split"]
+    nowhere = replace(inner, test_targets={u: ["no-such-item"] for u in inner.test_targets})
+    return replace(validation, split=replace(validation.split, state={**validation.split.state,
+                                                                       "split": nowhere}))
+
+
+def test_validation_stops_early_and_keeps_the_best_epoch(ray_local, s3_store_uri: str,
+                                                         tmp_path: Path) -> None:
+    import json
+
+    data = generate(seed=2, n_users=150, n_items=80, n_interactions=6_000)
+    validation = _unlearnable_validation(data, patience=1)
+    store = Store(StoreConfig.from_env(s3_store_uri))
+    result = train_recipe("hrnn-meta", {**HYPER, "epochs": 5, "hidden_size": 16}, validation.train,
+                          schemas=data.schemas, artifact_dir=tmp_path / "model",
+                          checkpoint_path=store.backend.path(f"checkpoints/{uuid.uuid4().hex[:8]}"),
+                          checkpoint_fs=store.backend.filesystem, run_name="v1", validation=validation)
+    # Epoch 1 scored 0 and epoch 2 did no better: stopped there, not on request, epoch 1 kept.
+    assert result.epochs == 2 and not result.stopped
+    assert result.validation["stopped_early"] and result.validation["scores"] == [0.0, 0.0]
+    assert result.validation["best_epoch"] == 1 and result.best_epochs == 1
+    assert json.loads((tmp_path / "model" / "recipe.json").read_text())["epochs"] == 1

@@ -55,3 +55,26 @@ def test_crash_reasons_are_the_platforms_words() -> None:
     assert "ran out of memory" in crash_reason(OutOfMemoryError(), "the import job")
     assert ".log" not in crash_reason(WorkerCrashedError("see python-core-worker-1.log"))
     assert crash_reason(ValueError("bad"), "the training job").startswith("the training job failed")
+
+
+def test_a_shutdown_while_ray_starts_stops_it_once_started(tmp_path: Path) -> None:
+    """The control plane shutting down while the recover thread is still starting Ray must not
+    leave the owner thread (and the cluster it holds) running."""
+    runner = RayJobRunner(Store(StoreConfig(uri=f"file://{tmp_path}")))
+    starting, release = threading.Event(), threading.Event()
+
+    def slow_init() -> None:
+        starting.set()
+        release.wait(10)
+
+    runner._init_ray = slow_init  # type: ignore[method-assign]
+    ensure = threading.Thread(target=runner.ensure_ray)
+    ensure.start()
+    assert starting.wait(10)
+    stopper = threading.Thread(target=runner.shutdown)
+    stopper.start()
+    release.set()
+    ensure.join(10)
+    stopper.join(30)
+    owner = runner._owner
+    assert owner is not None and not owner.is_alive(), "the Ray owner thread outlived shutdown"

@@ -63,3 +63,36 @@ def test_the_cli_says_which_epoch_was_kept_and_what_is_served() -> None:
     assert _training_summary(version(skipped, "evaluated")) == (
         "trained 2 epochs; no validation split (too few users); trained every epoch")
     assert _training_summary(version({"epochs": 0})) == "" and _training_summary(version(None)) == ""
+
+
+class _Scripted:
+    """A validation whose scores are given in advance (what `fit_in_process` asks of one)."""
+
+    def __init__(self, scores: list[float], patience: int) -> None:
+        self.scores, self.patience, self.calls = list(scores), patience, 0
+
+    def score(self, spec, config, featurizer, model) -> float:  # noqa: ANN001
+        self.calls += 1
+        return self.scores.pop(0)
+
+
+def _fit(scores: list[float], patience: int, epochs: int) -> list[dict]:
+    from sdk.synthetic import generate
+    from training_jobs.loop import fit_in_process
+
+    data = generate(seed=0, n_users=40, n_items=30, n_interactions=400)
+    seen: list[dict] = []
+    tiny = {"epochs": epochs, "hidden_size": 8, "item_embedding_dim": 8, "batch_size": 32}
+    fit_in_process("hrnn-meta", tiny, data.tables(), schemas=data.schemas, threads=1,
+                   validation=_Scripted(scores, patience), on_epoch=seen.append)
+    return seen
+
+
+def test_the_fit_stops_exactly_patience_epochs_after_the_best() -> None:
+    seen = _fit([0.1, 0.4, 0.3, 0.2, 0.9, 0.9], patience=2, epochs=6)
+    assert [m["validation_score"] for m in seen] == [0.1, 0.4, 0.3, 0.2]  # epoch 5 never ran
+
+
+def test_the_fit_runs_every_epoch_while_scores_improve() -> None:
+    seen = _fit([0.1, 0.2, 0.3], patience=1, epochs=3)
+    assert len(seen) == 3

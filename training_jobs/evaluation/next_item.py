@@ -164,7 +164,9 @@ class ItemColdStart(_NextItem):
 
     def _split(self, interactions: pa.Table, items: pa.Table | None, cols: Mapping[str, str | None],
                config: EvaluationConfig, validation: bool = False) -> Split:
-        # The paper holds out half of the items; validation holds out `validation_fraction` of the rest.
-        return cold_start_split(interactions, items, item_col=cols["item"], user_col=cols["user"],
+        # The paper holds out half of the items; validation holds out `validation_fraction` of the
+        # items left in training (the catalog of the interactions: never the test's held-out items).
+        return cold_start_split(interactions, None if validation else items, item_col=cols["item"],
+                                user_col=cols["user"],
                                 time_col=cols["time"], fraction=config.test_fraction if validation else 0.5,
                                 seed=config.seed)
