@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sequential", type=int, default=200,
                    help="requests of the closed-loop sequential step per target and repeat (0: skip)")
     p.add_argument("--replicas", type=int, default=1, help="replicas of the campaign and of bare Serve")
-    p.add_argument("--max-ongoing-requests", type=int, default=32)
+    p.add_argument("--max-ongoing-requests", type=int, default=128)  # the platform's default
     p.add_argument("--max-queued-requests", type=int, default=64)
     p.add_argument("--connections", type=int, default=256, help="client connection pool size")
     p.add_argument("--timeout", type=float, default=10.0, help="client timeout per request (s)")
