@@ -1,0 +1,74 @@
+"""Answer user-tags queries from a UTPM artifact: a user's tag profile, every tag scored by u·t.
+
+Follows Yan et al. (CIKM'20) §3 "Predicting layer" and §1 (the profile is a multi-label
+classification over all tags: u·t for each tag t, the top K kept). The user's fields are built
+from the query's history (`Query.history`: the snapshot and real-time events a campaign replica
+passes), with the featurizer code that built the training samples, so a new rating changes the
+profile at the next request; demographic fields come from the users table seen in training.
+
+A query with nothing the model can read (no known item or tag in its history, no demographics:
+an unknown user) gets the task's fallback, the tags most often clicked in training, flagged.
+`candidates` limits the ranking to those tags (unknown ones left out), `exclude` removes tags,
+`num_results` caps the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from recipes.base import Answer, Predictor, Query
+
+from .configuration import UtpmConfig
+from .featurizer import UtpmFeaturizer
+from .modeling import UtpmModel
+
+__all__ = ["UtpmPredictor"]
+
+
+class UtpmPredictor(Predictor):
+    """A loaded UTPM (or YouTube-DNN) model answering recommend-tags queries."""
+
+    def __init__(self, config: UtpmConfig, featurizer: UtpmFeaturizer, model: UtpmModel) -> None:
+        self.config, self.featurizer, self.model = config, featurizer, model.eval()
+        self.max_history = config.max_history  # what a campaign keeps per user
+        self._ids = np.array([""] + featurizer.tags.ids, dtype=object)
+        self._popular = np.argsort(-featurizer.tag_counts[1:], kind="stable") + 1
+
+    @torch.no_grad()
+    def profiles(self, queries: Sequence[Query]) -> tuple[torch.Tensor, np.ndarray]:
+        """(B, V) tag scores and (B,) whether each query had anything to read."""
+        fields = np.stack([self.featurizer.query_fields(q.history, q.user_id) for q in queries])
+        known = (fields > 0).any(axis=(1, 2))
+        return self.model.scores(torch.from_numpy(fields)), known
+
+    def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
+        if not queries:
+            return []
+        scores, known = self.profiles(queries)
+        return [self._answer(q, row.numpy(), bool(k)) for q, row, k in zip(queries, scores, known)]
+
+    def _answer(self, q: Query, row: np.ndarray, known: bool) -> Answer:
+        tags = self.featurizer.tags
+        n = int(q.num_results)
+        allowed = np.zeros(len(self._ids), bool)
+        if q.candidates is None:
+            allowed[1:] = True
+        else:
+            allowed[[i for i in tags.indices(q.candidates) if i]] = True
+        if q.exclude:
+            allowed[[i for i in tags.indices(q.exclude) if i]] = False
+        if not known:
+            counts = self.featurizer.tag_counts
+            order = self._popular[allowed[self._popular]][:n]
+            total = float(counts.sum()) or 1.0
+            return Answer([(str(self._ids[i]), float(counts[i]) / total) for i in order], fallback=True)
+        masked = np.where(allowed, row, -np.inf)
+        k = min(n, int(allowed.sum()))
+        if k <= 0:
+            return Answer([])
+        top = np.argpartition(-masked, k - 1)[:k]
+        top = top[np.lexsort((top, -masked[top]))]  # best first, ties by vocabulary order
+        return Answer([(str(self._ids[i]), float(masked[i])) for i in top])
