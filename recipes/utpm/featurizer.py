@@ -143,24 +143,17 @@ class UtpmFeaturizer(Featurizer):
             item_sources.append(items_table.column(item_id_col).cast(pa.string()))
         items = Vocabulary.fit(pa.chunked_array([c for s in item_sources for c in s.chunks], pa.string())
                                if item_sources else [])
-        N = config.tags_per_item
+        N, Hc = config.tags_per_item, config.max_features
         item_tags = np.zeros((items.size, N), np.int64)
-        categories: dict[str, list[str]] = {}
-        Hc = config.max_features
         item_cats = np.zeros((items.size, len(cat_fields), Hc), np.int64)
+        categories = {name: Vocabulary.fit(pc.list_flatten(tag_lists(items_table.column(name))))
+                      for name in cat_fields}
         if items_table is not None:
-            idx = items.encode(items_table.column(item_id_col))
-            if item_tag_col is not None and item_tag_col in items_table.column_names:
-                for i, lst in zip(idx.tolist(), tag_lists(items_table.column(item_tag_col)).to_pylist()):
-                    known = [t for t in dict.fromkeys(tags.indices(lst or [])).keys() if t]
-                    item_tags[i, :len(known[:N])] = known[:N]
-            for c, name in enumerate(cat_fields):
-                lists = tag_lists(items_table.column(name))
-                vocab = Vocabulary.fit(pc.list_flatten(lists))
-                categories[name] = vocab.ids
-                for i, lst in zip(idx.tolist(), lists.to_pylist()):
-                    known = [v for v in dict.fromkeys(vocab.indices(lst or [])).keys() if v][:Hc]
-                    item_cats[i, c, :len(known)] = known
+            ids, tag_rows, cat_rows = _item_rows(items_table, item_id_col, item_tag_col, tags, categories,
+                                                 N, Hc)
+            idx = items.indices(ids)
+            ok = idx > 0
+            item_tags[idx[ok]], item_cats[idx[ok]] = tag_rows[ok], cat_rows[ok]
         if inter_tags is not None and cols[Role.ITEM_ID] in inter.column_names:
             # Fill each item's remaining tag slots with the tags applied to it most.
             rows, flat = flatten_tags(inter_tags)
@@ -179,8 +172,11 @@ class UtpmFeaturizer(Featurizer):
         state = {
             "config": config.model_dump(mode="json"),
             "columns": {r.value: c for r, c in cols.items()},
+            "item_columns": {"id": item_id_col, "tags": item_tag_col},
+            "user_id_column": column_for(schemas, DatasetKind.USERS, Role.USER_ID),
             "tags": tags.ids, "items": items.ids, "users": users.ids,
-            "categories": categories, "user_fields": {k: v.ids for k, v in user_fields.items()},
+            "categories": {k: v.ids for k, v in categories.items()},
+            "user_fields": {k: v.ids for k, v in user_fields.items()},
             "numeric_edges": edges,
         }
         arrays = {"item_tags": item_tags, "item_cats": item_cats, "user_feats": user_feats,
@@ -315,6 +311,43 @@ class UtpmFeaturizer(Featurizer):
         items, labels, tags = self.encode_history(events)
         return self.fields(items, labels, tags, self.users.index(user_id))
 
+    def add_catalog(self, tables: Mapping[DatasetKind, pa.Table]) -> int:
+        """Learn items and users added since training (their tags, categories and demographics in
+        the fitted vocabularies), so a rating of a new item or a new user's fields count; returns
+        how many were added."""
+        added = 0
+        items, cols = tables.get(DatasetKind.ITEMS), self.state["item_columns"]
+        if items is not None and cols["id"] and cols["id"] in items.column_names:
+            ids, tag_rows, cat_rows = _item_rows(items, cols["id"], cols["tags"], self.tags, self.categories,
+                                                 self.config.tags_per_item, self.config.max_features)
+            new = [r for r, i in enumerate(ids) if i is not None and not self.items.index(i)]
+            new = list({ids[r]: r for r in new}.values())  # the last row of each id
+            if new:
+                self.items = Vocabulary(self.items.ids + [ids[r] for r in new])
+                self.item_tags = np.concatenate([self.item_tags, tag_rows[new]])
+                self.item_cats = np.concatenate([self.item_cats, cat_rows[new]])
+                self.state["items"] = self.items.ids
+                self.arrays.update(item_tags=self.item_tags, item_cats=self.item_cats)
+                added += len(new)
+        users, id_col = tables.get(DatasetKind.USERS), self.state["user_id_column"]
+        if users is not None and self.user_fields and id_col and id_col in users.column_names:
+            ids = users.column(id_col).cast(pa.string()).to_pylist()
+            new = list({i: r for r, i in enumerate(ids)
+                        if i is not None and not self.users.index(i)}.values())  # last row of each id
+            if new:
+                taken = users.take(pa.array(new))
+                feats = np.zeros((len(new), len(self.user_fields)), np.int64)
+                for c, (name, vocab) in enumerate(self.user_fields.items()):
+                    if name in taken.column_names:
+                        feats[:, c] = vocab.indices(_user_tokens(taken.column(name),
+                                                                 self.state["numeric_edges"].get(name)))
+                self.users = Vocabulary(self.users.ids + [ids[r] for r in new])
+                self.user_feats = np.concatenate([self.user_feats, feats])
+                self.state["users"] = self.users.ids
+                self.arrays["user_feats"] = self.user_feats
+                added += len(new)
+        return added
+
     # --- state ------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
         (directory / _STATE).write_text(json.dumps(self.state, indent=1))
@@ -325,6 +358,37 @@ class UtpmFeaturizer(Featurizer):
     def load(cls, directory: Path) -> UtpmFeaturizer:
         state = json.loads((directory / _STATE).read_text())
         return cls(state, {n: np.load(directory / f"{n}.npy", allow_pickle=False) for n in _ARRAYS})
+
+
+def _item_rows(table: pa.Table, id_col: str, tag_col: str | None, tags: Vocabulary,
+               categories: Mapping[str, Vocabulary], n: int, h: int
+               ) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+    """Per row of an items table: its id, its first `n` known tags, its first `h` known values of
+    each category field."""
+    ids = table.column(id_col).cast(pa.string()).to_pylist()
+    tag_rows = np.zeros((len(ids), n), np.int64)
+    cat_rows = np.zeros((len(ids), len(categories), h), np.int64)
+    if tag_col is not None and tag_col in table.column_names:
+        for r, lst in enumerate(tag_lists(table.column(tag_col)).to_pylist()):
+            known = [t for t in dict.fromkeys(tags.indices(lst or [])) if t][:n]
+            tag_rows[r, :len(known)] = known
+    for c, (name, vocab) in enumerate(categories.items()):
+        if name not in table.column_names:
+            continue
+        for r, lst in enumerate(tag_lists(table.column(name)).to_pylist()):
+            known = [v for v in dict.fromkeys(vocab.indices(lst or [])) if v][:h]
+            cat_rows[r, c, :len(known)] = known
+    return ids, tag_rows, cat_rows
+
+
+def _user_tokens(col: pa.ChunkedArray | pa.Array, edges: Sequence[float] | None) -> list[str | None]:
+    """A demographic column as tokens: numbers as their quantile bucket ``q<k>`` (with `edges`),
+    anything else as its string (a list: its first value)."""
+    if edges is not None:
+        x = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        return [f"q{int(np.searchsorted(edges, v, 'right'))}" if np.isfinite(v) else None for v in x.tolist()]
+    values = tag_lists(col).to_pylist() if pa.types.is_list(col.type) else col.to_pylist()
+    return [(v[0] if v else None) if isinstance(v, list) else (None if v is None else str(v)) for v in values]
 
 
 def _fit_users(users: pa.Table | None, schemas: Mapping[DatasetKind, Schema]
@@ -350,14 +414,9 @@ def _fit_users(users: pa.Table | None, schemas: Mapping[DatasetKind, Schema]
             finite = x[np.isfinite(x)]
             if not len(finite):
                 continue
-            e = np.unique(np.quantile(finite, np.linspace(0, 1, _NUMERIC_BUCKETS + 1)[1:-1])).tolist()
-            edges[f.name] = e
-            tokens[f.name] = [None if not np.isfinite(v) else f"q{int(np.searchsorted(e, v, 'right'))}"
-                              for v in x.tolist()]
-        else:
-            values = tag_lists(col).to_pylist() if f.type == FieldType.CATEGORICAL else col.to_pylist()
-            tokens[f.name] = [(v[0] if v else None) if isinstance(v, list) else
-                              (None if v is None else str(v)) for v in values]
+            cuts = np.linspace(0, 1, _NUMERIC_BUCKETS + 1)[1:-1]
+            edges[f.name] = np.unique(np.quantile(finite, cuts)).tolist()
+        tokens[f.name] = _user_tokens(col, edges.get(f.name))
         vocabs[f.name] = Vocabulary.fit(tokens[f.name], min_count=2)
     feats = np.zeros((ids.size, len(vocabs)), np.int64)
     for c, (name, vocab) in enumerate(vocabs.items()):

@@ -9,17 +9,20 @@ profile at the next request; demographic fields come from the users table seen i
 A query with nothing the model can read (no known item or tag in its history, no demographics:
 an unknown user) gets the task's fallback, the tags most often clicked in training, flagged.
 `candidates` limits the ranking to those tags (unknown ones left out), `exclude` removes tags,
-`num_results` caps the answer.
+`num_results` caps the answer. `update_catalog` learns the items and users added since training
+(their tags, categories and demographics), so a rating of a new movie moves the profile too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from recipes.base import Answer, Predictor, Query
+from sdk.types import DatasetKind, Schema
 
 from .configuration import UtpmConfig
 from .featurizer import UtpmFeaturizer
@@ -72,3 +75,9 @@ class UtpmPredictor(Predictor):
         top = np.argpartition(-masked, k - 1)[:k]
         top = top[np.lexsort((top, -masked[top]))]  # best first, ties by vocabulary order
         return Answer([(str(self._ids[i]), float(masked[i])) for i in top])
+
+    def update_catalog(self, tables: Mapping[DatasetKind, pa.Table],
+                       schemas: Mapping[DatasetKind, Schema]) -> int:
+        """Items and users added since training, from the datasets' current tables (the schemas are
+        the training ones: the column names were recorded then)."""
+        return self.featurizer.add_catalog(tables)

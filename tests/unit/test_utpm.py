@@ -195,9 +195,9 @@ def test_joint_and_separate_loss_by_hand() -> None:
 
     joint = (bce(s[1] + s[2], 1) + bce(s[3], 0)) / 2  # eq. 4: σ of the sum over the item's tags
     separate = (bce(s[1], 1) + bce(s[2], 1) + bce(s[3], 0)) / 3  # each tag its own sample
-    assert float(model(fields, label_tags, labels, mask)) == pytest.approx(joint, rel=1e-5)
+    assert float(model(fields, label_tags, labels, mask).detach()) == pytest.approx(joint, rel=1e-5)
     model.config = model.config.model_copy(update={"loss": "separate"})
-    assert float(model(fields, label_tags, labels, mask)) == pytest.approx(separate, rel=1e-5)
+    assert float(model(fields, label_tags, labels, mask).detach()) == pytest.approx(separate, rel=1e-5)
 
 
 @pytest.mark.parametrize("flags", [
@@ -350,3 +350,41 @@ def test_missing_roles_and_unlearnable_data_are_clear_errors() -> None:
                            schemas=SCHEMAS)
     with pytest.raises(ValueError, match="no training sample.*thresholds"):
         f.transform({DatasetKind.INTERACTIONS: inter})
+
+
+def test_items_and_users_added_since_training_are_learned_by_update_catalog() -> None:
+    tables = ratings_like(seed=7, n_users=10, per_user=12)
+    spec = get_recipe("utpm")
+    config, featurizer, model = fit_in_process(spec, {**SMALL, "epochs": 1}, tables, schemas=SCHEMAS)
+    p = spec.predictor_cls(config, featurizer, model)
+    known_tags = featurizer.tags.ids[:2]
+    new_item = ("m-new", 10.0, "rating", 5.0, None)
+    assert p.predict_batch([Query(history=[new_item], num_results=3)])[0].fallback  # nothing known yet
+    added = p.update_catalog({
+        DatasetKind.ITEMS: pa.table({"item_id": ["m-new", "m0"], "genres": [["g1"], ["g0"]],
+                                     "tags": [known_tags + ["never-seen"], ["t0-0"]]}),
+        DatasetKind.USERS: pa.table({"user_id": ["u-new"], "gender": ["F"],
+                                     "age": pa.array([30], pa.int32())}),
+    }, SCHEMAS)
+    assert added == 2  # m0 and the users of training are not new
+    liked = featurizer.query_fields([new_item], None)
+    assert liked[0, :2].tolist() == [featurizer.tags.index(t) for t in known_tags]
+    a, b = p.predict_batch([Query(history=[new_item], num_results=3), Query(user_id="u-new", num_results=3)])
+    assert not a.fallback and not b.fallback
+
+
+def test_user_tag_holdout_relevant_tags_are_the_held_out_liked_items_tags() -> None:
+    """With the converter's rows (tags only on liked ratings), the task's protocol scores §4.1's labels:
+    the tags of the test users' newest positively rated items."""
+    from sdk.types import EvaluationConfig
+    from training_jobs.evaluation.protocols import get_protocol
+
+    tables = ratings_like(seed=8)
+    split = get_protocol("user-tag-holdout").split(tables, SCHEMAS, EvaluationConfig(
+        test_fraction=0.2, min_test_users=1, holdout_last=5))
+    rows = tables[DatasetKind.INTERACTIONS].to_pylist()
+    assert len(split.queries) == 8
+    for q, relevant in zip(split.queries, split.relevant):
+        held = [r for r in rows if r["user_id"] == q.user_id and r["timestamp"].timestamp() >= q.time]
+        assert set(relevant) == {t for r in held if r["event_value"] >= 3.5 for t in r["tags"]}
+        assert sum(r["event_value"] >= 3.5 for r in held) == 5
