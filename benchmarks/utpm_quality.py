@@ -62,6 +62,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "af-2head-cf": ("utpm", {"heads": 2, "loss": "separate"}),
     "utpm": ("utpm", {}),  # af-2head-cf + joint loss: the full model
     "utpm-4head": ("utpm", {"heads": 4}),
+    "utpm-paper-negatives": ("utpm", {"sampled_negatives": 0}),  # only the data's own negatives
+    "utpm-10cuts": ("utpm", {"cuts_per_user": 10}),  # more training samples per user
+    "utpm-tied": ("utpm", {"tie_tag_embeddings": True}),  # output tags = liked-tag input table
 }
 SHOWN = ("precision_minrel@1", "precision_minrel@2", "precision_minrel@3", "precision_minrel@5",
          "precision_minrel@10", "recall@10", "ndcg@10", "mrr")
@@ -175,7 +178,18 @@ def main() -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--holdout-last", type=int, default=10)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="print the table of runs saved with --json (e.g. variants run in parallel)")
     args = parser.parse_args()
+    if args.merge:
+        docs = [json.loads(p.read_text()) for p in args.merge]
+        merged = {n: r for d in docs for n, r in d["runs"].items()}
+        runs = {n: merged[n] for n in VARIANTS if n in merged}
+        result = {**docs[0], "runs": runs, "summary": summarize(runs),
+                  "peak_rss_mib": max(d["peak_rss_mib"] for d in docs),
+                  "wall_seconds": max(d["wall_seconds"] for d in docs)}
+        report(result, docs[0]["data"], docs[0]["threads"])
+        return
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
@@ -192,6 +206,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=1, default=str))
         return
+    report(result, data, args.threads)
+
+
+def report(result: dict[str, Any], data: dict[str, Any], threads: int) -> None:
     split = result["split"]
     print(f"data: {data}; split: {split['test_users']} test users of {split['users']}, "
           f"{split['held_out_events']} held-out events, "
@@ -199,7 +217,7 @@ def main() -> None:
     print(table(result))
     rates = {n: s["labels_per_second"] for n, s in result["summary"].items() if s.get("labels_per_second")}
     print("training throughput (labels/s, median over seeds, "
-          f"{args.threads} threads): " + ", ".join(f"{n} {r:.0f}" for n, r in rates.items()))
+          f"{threads} threads): " + ", ".join(f"{n} {r:.0f}" for n, r in rates.items()))
     print(f"peak RSS {result['peak_rss_mib']:.0f} MiB; wall {result['wall_seconds']:.0f} s")
 
 

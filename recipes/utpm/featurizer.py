@@ -270,8 +270,8 @@ class UtpmFeaturizer(Featurizer):
 
     def transform(self, tables: Mapping[DatasetKind, pa.Table]) -> UtpmExamples:
         """Training samples: for each user (sorted ids) and cut point (`cuts_per_user`, evenly spaced
-        up to `field_fraction` of their events), the fields of the events before the cut and the
-        first K labelled items with tags after it."""
+        up to `field_fraction` of their events), the fields of the (at most `max_history`) events
+        before the cut and the first K labelled items with tags after it."""
         cfg = self.config
         K, N = cfg.max_labels, cfg.tags_per_item
         fields, label_tags, labels, masks = [], [], [], []
@@ -294,7 +294,8 @@ class UtpmFeaturizer(Featurizer):
                 mask = np.zeros(K, bool)
                 for k, (lab, t) in enumerate(after):
                     lt[k, :len(t)], y[k], mask[k] = t, lab, True
-                fields.append(self.fields(items[:cut], labs[:cut], tags[:cut], uidx))
+                lo = max(cut - cfg.max_history, 0)  # what a request reads
+                fields.append(self.fields(items[lo:cut], labs[lo:cut], tags[lo:cut], uidx))
                 label_tags.append(lt)
                 labels.append(y)
                 masks.append(mask)
