@@ -65,6 +65,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "utpm-paper-negatives": ("utpm", {"sampled_negatives": 0}),  # only the data's own negatives
     "utpm-10cuts": ("utpm", {"cuts_per_user": 10}),  # more training samples per user
     "utpm-tied": ("utpm", {"tie_tag_embeddings": True}),  # output tags = liked-tag input table
+    "utpm-clicked-first": ("utpm", {"clicked_tags_first": True}),  # §1's candidate selection
 }
 SHOWN = ("precision_minrel@1", "precision_minrel@2", "precision_minrel@3", "precision_minrel@5",
          "precision_minrel@10", "recall@10", "ndcg@10", "mrr")

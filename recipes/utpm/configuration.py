@@ -67,10 +67,16 @@ class UtpmConfig(BaseModel):
     negative_event_types: list[str] = Field(
         default_factory=list, description="Event types that are negative (e.g. impression, skip).")
     sampled_negatives: int = Field(
-        default=1, ge=0, le=100,
-        description="Random catalog items added per positive label as 'shown, not clicked' negatives "
-                    "(0: only the data's own negatives, as the paper). Needed for data without "
-                    "negatives (tag assignments, clicks only); redrawn every epoch.")
+        default=8, ge=0, le=100,
+        description="Sampled 'shown, not clicked' negatives per positive label (0: only the data's own "
+                    "negatives, as the paper); redrawn every epoch. Data without impressions (ratings, "
+                    "clicks, tag assignments) has few or no negatives; 8 was best on the validation "
+                    "part of MovieLens (benchmarks/utpm_quality.py).")
+    negative_sampling: Literal["tags", "items"] = Field(
+        default="tags",
+        description="What a sampled negative is: 'tags', N tags drawn uniformly from the vocabulary (u·t "
+                    "then ranks tags by how likely the user clicks them); 'items', a random catalog item's "
+                    "tags (tags on many items become negative evidence, which favours rare tags).")
     field_fraction: float = Field(
         default=0.8, gt=0, lt=1,
         description="A training sample's fields come from the oldest field_fraction of the user's "
@@ -111,6 +117,10 @@ class UtpmConfig(BaseModel):
         default="joint",
         description="'joint': eq. 4, sigmoid of the sum of u·t over the item's tags; 'separate': each "
                     "tag its own BCE sample (§4.4's ablation).")
+    clicked_tags_first: bool = Field(
+        default=False,
+        description="Rank the tags the user clicked (in liked items) first, by u·t, then the others: the "
+                    "candidate selection step of §1 (Fig. 1). False ranks every tag by u·t alone (§4.1).")
     # --- optimization -----------------------------------------------------------------------
     epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training samples.")
     batch_size: int = Field(default=128, ge=1, le=65_536, description="Training samples per batch.")

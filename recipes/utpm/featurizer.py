@@ -306,11 +306,14 @@ class UtpmFeaturizer(Featurizer):
         return UtpmExamples(fields=np.stack(fields), label_tags=np.stack(label_tags),
                             labels=np.stack(labels), label_mask=np.stack(masks), num_events=events)
 
-    def query_fields(self, history: Sequence[HistoryEvent], user_id: str | None) -> np.ndarray:
-        """(M, H) fields of a request: the user's latest `max_history` events and their user fields."""
+    def query_fields(self, history: Sequence[HistoryEvent], user_id: str | None
+                     ) -> tuple[np.ndarray, set[int]]:
+        """(M, H) fields of a request (the user's latest `max_history` events and their user fields),
+        and the tags of every liked item among those events (the user's clicked tags)."""
         events = sorted(history, key=lambda e: float(e[1]))[-self.config.max_history:]
         items, labels, tags = self.encode_history(events)
-        return self.fields(items, labels, tags, self.users.index(user_id))
+        clicked = {t for label, ts in zip(labels, tags) if label == 1 for t in ts}
+        return self.fields(items, labels, tags, self.users.index(user_id)), clicked
 
     def add_catalog(self, tables: Mapping[DatasetKind, pa.Table]) -> int:
         """Learn items and users added since training (their tags, categories and demographics in

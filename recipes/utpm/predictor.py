@@ -6,7 +6,9 @@ from the query's history (`Query.history`: the snapshot and real-time events a c
 passes), with the featurizer code that built the training samples, so a new rating changes the
 profile at the next request; demographic fields come from the users table seen in training.
 
-A query with nothing the model can read (no known item or tag in its history, no demographics:
+With `clicked_tags_first`, the user's clicked tags (those of their liked items) come first, by
+u·t: the candidate selection step of the paper's pipeline (§1, Fig. 1). A query with nothing the
+model can read (no known item or tag in its history, no demographics:
 an unknown user) gets the task's fallback, the tags most often clicked in training, flagged.
 `candidates` limits the ranking to those tags (unknown ones left out), `exclude` removes tags,
 `num_results` caps the answer. `update_catalog` learns the items and users added since training
@@ -41,19 +43,23 @@ class UtpmPredictor(Predictor):
         self._popular = np.argsort(-featurizer.tag_counts[1:], kind="stable") + 1
 
     @torch.no_grad()
-    def profiles(self, queries: Sequence[Query]) -> tuple[torch.Tensor, np.ndarray]:
-        """(B, V) tag scores and (B,) whether each query had anything to read."""
-        fields = np.stack([self.featurizer.query_fields(q.history, q.user_id) for q in queries])
+    def profiles(self, queries: Sequence[Query]) -> tuple[torch.Tensor, np.ndarray, list[set[int]]]:
+        """(B, V) tag scores u·t, (B,) whether each query had anything to read, and each query's
+        clicked tags."""
+        built = [self.featurizer.query_fields(q.history, q.user_id) for q in queries]
+        fields = np.stack([f for f, _ in built])
         known = (fields > 0).any(axis=(1, 2))
-        return self.model.scores(torch.from_numpy(fields)), known
+        return self.model.scores(torch.from_numpy(fields)), known, [c for _, c in built]
 
     def predict_batch(self, queries: Sequence[Query]) -> list[Answer]:
         if not queries:
             return []
-        scores, known = self.profiles(queries)
-        return [self._answer(q, row.numpy(), bool(k)) for q, row, k in zip(queries, scores, known)]
+        scores, known, clicked = self.profiles(queries)
+        return [self._answer(q, row.numpy(), bool(k), c)
+                for q, row, k, c in zip(queries, scores, known, clicked)]
 
-    def _answer(self, q: Query, row: np.ndarray, known: bool) -> Answer:
+    def _answer(self, q: Query, row: np.ndarray, known: bool, clicked: set[int]) -> Answer:
+        """Scores σ(u·t), plus 1 for the clicked tags with `clicked_tags_first` (so best first)."""
         tags = self.featurizer.tags
         n = int(q.num_results)
         allowed = np.zeros(len(self._ids), bool)
@@ -68,7 +74,10 @@ class UtpmPredictor(Predictor):
             order = self._popular[allowed[self._popular]][:n]
             total = float(counts.sum()) or 1.0
             return Answer([(str(self._ids[i]), float(counts[i]) / total) for i in order], fallback=True)
-        masked = np.where(allowed, row, -np.inf)
+        score = 1.0 / (1.0 + np.exp(-row.astype(np.float64)))
+        if self.config.clicked_tags_first and clicked:
+            score[list(clicked)] += 1.0
+        masked = np.where(allowed, score, -np.inf)
         k = min(n, int(allowed.sum()))
         if k <= 0:
             return Answer([])

@@ -290,7 +290,7 @@ def test_items_without_a_tags_field_get_the_tags_applied_to_them_most() -> None:
 def predictor():
     tables = ratings_like(seed=5)
     spec = get_recipe("utpm")
-    config, featurizer, model = fit_in_process(spec, {**SMALL, "epochs": 8}, tables, schemas=SCHEMAS)
+    config, featurizer, model = fit_in_process(spec, {**SMALL, "epochs": 20}, tables, schemas=SCHEMAS)
     return tables, spec.predictor_cls(config, featurizer, model)
 
 
@@ -367,7 +367,8 @@ def test_items_and_users_added_since_training_are_learned_by_update_catalog() ->
                                      "age": pa.array([30], pa.int32())}),
     }, SCHEMAS)
     assert added == 2  # m0 and the users of training are not new
-    liked = featurizer.query_fields([new_item], None)
+    liked, clicked = featurizer.query_fields([new_item], None)
+    assert clicked == {featurizer.tags.index(t) for t in known_tags}
     assert liked[0, :2].tolist() == [featurizer.tags.index(t) for t in known_tags]
     a, b = p.predict_batch([Query(history=[new_item], num_results=3), Query(user_id="u-new", num_results=3)])
     assert not a.fallback and not b.fallback
@@ -388,3 +389,15 @@ def test_user_tag_holdout_relevant_tags_are_the_held_out_liked_items_tags() -> N
         held = [r for r in rows if r["user_id"] == q.user_id and r["timestamp"].timestamp() >= q.time]
         assert set(relevant) == {t for r in held if r["event_value"] >= 3.5 for t in r["tags"]}
         assert sum(r["event_value"] >= 3.5 for r in held) == 5
+
+
+def test_clicked_tags_first_ranks_the_users_clicked_tags_before_the_others(predictor) -> None:
+    tables, p = predictor
+    h = history(tables, "u4")
+    clicked = {t for e in h if e[3] >= 3.5 for t in (e[4] or ())}
+    first = type(p)(p.config.model_copy(update={"clicked_tags_first": True}), p.featurizer, p.model)
+    plain, ranked = (x.predict_batch([Query(history=h, user_id="u4", num_results=len(clicked) + 5)])[0]
+                     for x in (p, first))
+    assert set(ranked.ids[:len(clicked)]) == clicked and not set(ranked.ids[len(clicked):]) & clicked
+    by_model = [t for t in plain.ids if t in clicked]  # the clicked tags keep the model's order
+    assert ranked.ids[:len(by_model)] == by_model
