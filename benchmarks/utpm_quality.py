@@ -5,9 +5,11 @@ Data: `sdk.movielens_tags.convert` of movielens-latest-small with hetrec2011-mov
 (each movie's top 3 tags by weight, tags on fewer than 5 movies dropped; genres as the category
 field; a rating's row carries its movie's tags when it is >= 3.5 stars, the "clicked tags").
 
-Per seed, as a solution version does: `user-tag-holdout` splits (a seeded `--test-fraction` of the
-users; each test user's events from their `--holdout-last`-th latest liked (tagged) rating on are
-held out, the relevant tags are those liked ratings' tags, the whole tag vocabulary is ranked);
+Per seed, as a solution version does, `--protocol` splits: `user-split` (the default, UTPM §4.1: a
+seeded `--test-fraction` of the users is held out of training; each asks from the oldest 80 % of its
+ratings, the relevant tags are those of its newest 20 %'s liked ratings) or `user-tag-holdout` (each
+test user's events from their `--holdout-last`-th latest liked (tagged) rating on are held out, the
+relevant tags are those liked ratings' tags, earlier history trains); the whole vocabulary is ranked;
 the same protocol holds a validation part out of the training part (another seed) that picks each
 model's best epoch (MRR, early stop); every variant is fitted in process
 (`training_jobs.loop.fit_in_process`) and scored through `predict_batch`; tag-popularity (the
@@ -18,8 +20,8 @@ variant's paired difference from tag-popularity and from YouTube-DNN (mean over 
 t-interval of the per-seed differences). `--json` prints every figure.
 
 Usage:
-    .venv/bin/python benchmarks/utpm_quality.py [--seeds 0,1,2,3,4] [--variants utpm,youtube-dnn]
-        [--epochs 20] [--threads 2] [--json]
+    .venv/bin/python benchmarks/utpm_quality.py [--protocol user-split] [--seeds 0,1,2,3,4]
+        [--variants utpm,youtube-dnn] [--epochs 20] [--threads 2] [--json]
 """
 
 from __future__ import annotations
@@ -82,8 +84,8 @@ def load(movielens: Path, tags: Path | None) -> tuple[dict, dict, dict[str, Any]
 
 
 def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[str], *, epochs: int,
-        threads: int, evaluation: dict[str, Any]) -> dict[str, Any]:
-    protocol = get_protocol("user-tag-holdout")
+        threads: int, evaluation: dict[str, Any], protocol_name: str = "user-split") -> dict[str, Any]:
+    protocol = get_protocol(protocol_name)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     description = None
     for seed in seeds:
@@ -172,6 +174,7 @@ def main() -> None:
     parser.add_argument("--movielens", type=Path, default=DATA / "movielens-latest-small")
     parser.add_argument("--tags", default=str(DATA / "hetrec2011-movielens-2k-tags"),
                         help="a HetRec MovieLens-2k folder, or 'genres' to use the genres as tags")
+    parser.add_argument("--protocol", default="user-split", choices=("user-split", "user-tag-holdout"))
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--epochs", type=int, default=20, help="at most (validation stops early)")
@@ -200,8 +203,9 @@ def main() -> None:
                   "validation_fraction": 0.1, "patience": 2}
     t0 = time.perf_counter()
     result = run(tables, schemas, [int(s) for s in args.seeds.split(",")], variants, epochs=args.epochs,
-                 threads=args.threads, evaluation=evaluation)
-    result.update(data=data, evaluation=evaluation, epochs=args.epochs, threads=args.threads,
+                 threads=args.threads, evaluation=evaluation, protocol_name=args.protocol)
+    result.update(data=data, evaluation=evaluation, protocol=args.protocol, epochs=args.epochs,
+                  threads=args.threads,
                   wall_seconds=time.perf_counter() - t0,
                   peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     if args.json:
@@ -212,7 +216,8 @@ def main() -> None:
 
 def report(result: dict[str, Any], data: dict[str, Any], threads: int) -> None:
     split = result["split"]
-    print(f"data: {data}; split: {split['test_users']} test users of {split['users']}, "
+    print(f"data: {data}; protocol {split['protocol']}: {split['test_users']} test users of "
+          f"{split['users']}, "
           f"{split['held_out_events']} held-out events, "
           f"{split['relevant_per_case']:.1f} relevant tags per case")
     print(table(result))

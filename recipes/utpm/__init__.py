@@ -39,5 +39,5 @@ RECIPE = RecipeSpec(
     predictor_cls=UtpmPredictor,
     required={DatasetKind.INTERACTIONS: (Role.USER_ID, Role.TIMESTAMP, Role.TAGS)},
     optional={DatasetKind.ITEMS: (Role.ITEM_ID, Role.TAGS), DatasetKind.USERS: (Role.USER_ID,)},
-    protocols=("user-tag-holdout",),
+    protocols=("user-split", "user-tag-holdout"),
 )
