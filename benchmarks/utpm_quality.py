@@ -68,9 +68,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "utpm-10cuts": ("utpm", {"cuts_per_user": 10}),  # more training samples per user
     "utpm-tied": ("utpm", {"tie_tag_embeddings": True}),  # output tags = liked-tag input table
     "utpm-clicked-first": ("utpm", {"clicked_tags_first": True}),  # §1's candidate selection
+    # negatives drawn by tag clicks, log q(t) added at inference (not in the paper)
+    "youtube-dnn-popneg": ("utpm", {"fusion": "average", "loss": "separate",
+                                    "negative_sampling": "popularity"}),
+    "utpm-popneg": ("utpm", {"negative_sampling": "popularity"}),
+    "utpm-popneg-clicked-first": ("utpm", {"negative_sampling": "popularity", "clicked_tags_first": True}),
 }
 SHOWN = ("precision_minrel@1", "precision_minrel@2", "precision_minrel@3", "precision_minrel@5",
-         "precision_minrel@10", "recall@10", "ndcg@10", "mrr")
+         "precision_minrel@10", "recall@10", "ndcg@10", "mrr", "distinct_top1")
 # Two-sided 95 % Student t quantiles by degrees of freedom.
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -107,7 +112,10 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
                                                         threads=threads)
             fit_s = time.perf_counter() - t0
             predictor = spec.predictor_cls(cfg, featurizer, model)
-            metrics = protocol.model_metrics(predictor, split, config)
+            answers = predictor.predict_batch(split.queries)
+            metrics = protocol.score(answers, split, config)
+            # How personal the profiles are: distinct top-1 tags over the test users.
+            metrics["distinct_top1"] = float(len({a.ids[0] for a in answers if a.ids}))
             trained = [m for m in seen if m["batches"]]
             rate = (sum(m["events"] for m in trained) / max(sum(m["seconds"] for m in trained), 1e-9)
                     if trained else None)
@@ -120,6 +128,7 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
             })
             print(f"seed {seed} {name:18s} p@1 {metrics['precision_minrel@1']:.4f} "
                   f"p@3 {metrics['precision_minrel@3']:.4f} mrr {metrics['mrr']:.4f} "
+                  f"top1 {metrics['distinct_top1']:.0f} "
                   f"({fit_s:.0f} s, {len(seen)} epochs)", file=sys.stderr, flush=True)
     return {"split": description, "runs": runs, "summary": summarize(runs)}
 

@@ -72,11 +72,14 @@ class UtpmConfig(BaseModel):
                     "negatives, as the paper); redrawn every epoch. Data without impressions (ratings, "
                     "clicks, tag assignments) has few or no negatives; 8 was best on the validation "
                     "part of MovieLens (benchmarks/utpm_quality.py).")
-    negative_sampling: Literal["tags", "items"] = Field(
+    negative_sampling: Literal["tags", "items", "popularity"] = Field(
         default="tags",
         description="What a sampled negative is: 'tags', N tags drawn uniformly from the vocabulary (u·t "
                     "then ranks tags by how likely the user clicks them); 'items', a random catalog item's "
-                    "tags (tags on many items become negative evidence, which favours rare tags).")
+                    "tags (tags on many items become negative evidence, which favours rare tags); "
+                    "'popularity', N tags drawn in proportion to their training clicks (+1), with log q(t) "
+                    "added to every tag's score at inference (the sampled-softmax logQ correction), so u·t "
+                    "learns the user's lift over popularity and the ranking is still by click probability.")
     field_fraction: float = Field(
         default=0.8, gt=0, lt=1,
         description="A training sample's fields come from the oldest field_fraction of the user's "

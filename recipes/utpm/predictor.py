@@ -29,6 +29,7 @@ from sdk.types import DatasetKind, Schema
 from .configuration import UtpmConfig
 from .featurizer import UtpmFeaturizer
 from .modeling import UtpmModel
+from .training import negative_distribution
 
 __all__ = ["UtpmPredictor"]
 
@@ -41,6 +42,10 @@ class UtpmPredictor(Predictor):
         self.max_history = config.max_history  # what a campaign keeps per user
         self._ids = np.array([""] + featurizer.tags.ids, dtype=object)
         self._popular = np.argsort(-featurizer.tag_counts[1:], kind="stable") + 1
+        # The logQ correction of popularity-sampled negatives (configuration: negative_sampling).
+        self._log_q = np.zeros(len(self._ids))
+        if config.negative_sampling == "popularity":
+            self._log_q[1:] = np.log(negative_distribution(featurizer.tag_counts))
 
     @torch.no_grad()
     def profiles(self, queries: Sequence[Query]) -> tuple[torch.Tensor, np.ndarray, list[set[int]]]:
@@ -59,7 +64,8 @@ class UtpmPredictor(Predictor):
                 for q, row, k, c in zip(queries, scores, known, clicked)]
 
     def _answer(self, q: Query, row: np.ndarray, known: bool, clicked: set[int]) -> Answer:
-        """Scores σ(u·t), plus 1 for the clicked tags with `clicked_tags_first` (so best first)."""
+        """Scores σ(u·t), + log q(t) inside with popularity-sampled negatives, plus 1 for the clicked
+        tags with `clicked_tags_first` (so best first)."""
         tags = self.featurizer.tags
         n = int(q.num_results)
         allowed = np.zeros(len(self._ids), bool)
@@ -74,7 +80,7 @@ class UtpmPredictor(Predictor):
             order = self._popular[allowed[self._popular]][:n]
             total = float(counts.sum()) or 1.0
             return Answer([(str(self._ids[i]), float(counts[i]) / total) for i in order], fallback=True)
-        score = 1.0 / (1.0 + np.exp(-row.astype(np.float64)))
+        score = 1.0 / (1.0 + np.exp(-(row.astype(np.float64) + self._log_q)))
         if self.config.clicked_tags_first and clicked:
             score[list(clicked)] += 1.0
         masked = np.where(allowed, score, -np.inf)

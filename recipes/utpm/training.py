@@ -27,7 +27,13 @@ from .configuration import UtpmConfig
 from .featurizer import UtpmExamples, UtpmFeaturizer
 from .modeling import UtpmModel
 
-__all__ = ["UtpmHooks"]
+__all__ = ["UtpmHooks", "negative_distribution"]
+
+
+def negative_distribution(tag_counts: np.ndarray) -> np.ndarray:
+    """q(t) of tags 1..V-1 for `negative_sampling="popularity"`: training clicks + 1, normalised."""
+    q = np.asarray(tag_counts[1:], np.float64) + 1.0
+    return q / q.sum()
 
 
 class UtpmHooks(TrainingHooks):
@@ -39,6 +45,7 @@ class UtpmHooks(TrainingHooks):
     def __init__(self, config: UtpmConfig, featurizer: UtpmFeaturizer) -> None:
         super().__init__(config, featurizer)
         self._tagged_items = np.flatnonzero((featurizer.item_tags > 0).any(1))
+        self._tag_q = negative_distribution(featurizer.tag_counts)
 
     def build_model(self) -> UtpmModel:
         torch.manual_seed(self.config.seed)
@@ -70,6 +77,8 @@ class UtpmHooks(TrainingHooks):
                 if cfg.negative_sampling == "items":
                     picks = self._tagged_items[rng.integers(len(self._tagged_items), size=(len(rows), K * S))]
                     sampled = self.featurizer.item_tags[picks]  # (B, K·S, N)
+                elif cfg.negative_sampling == "popularity":  # N tags drawn by clicks (logQ at inference)
+                    sampled = rng.choice(len(self._tag_q), size=(len(rows), K * S, N), p=self._tag_q) + 1
                 else:  # a pseudo-item of N tags drawn uniformly (index 0: no tag)
                     sampled = rng.integers(1, self.featurizer.num_tags, size=(len(rows), K * S, N))
                 pos = np.repeat(mask & (labels > 0), S, axis=1)  # (B, K·S)

@@ -22,6 +22,7 @@ from recipes import get_recipe
 from recipes.base import Query
 from recipes.utpm import UtpmConfig, UtpmFeaturizer, UtpmHooks, UtpmModel
 from recipes.utpm.modeling import cross_features, masked_softmax
+from recipes.utpm.training import negative_distribution
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
 from tests.unit.conformance import RecipeConformance, overfit
 from training_jobs.loop import fit_in_process
@@ -204,6 +205,7 @@ def test_joint_and_separate_loss_by_hand() -> None:
     {"heads": 1}, {"heads": 4}, {"shared_queries": False, "heads": 1}, {"cross": False},
     {"cross_over": "head"}, {"loss": "separate"}, {"tie_tag_embeddings": True}, {"disliked_fields": False},
     {"bias_per_head": True}, {"activation": "tanh"}, {"sampled_negatives": 0}, {"fusion": "average"},
+    {"negative_sampling": "popularity"},
 ])
 def test_every_ablation_trains(flags: dict) -> None:
     tables = ratings_like(seed=2, n_users=12, per_user=15)
@@ -401,3 +403,26 @@ def test_clicked_tags_first_ranks_the_users_clicked_tags_before_the_others(predi
     assert set(ranked.ids[:len(clicked)]) == clicked and not set(ranked.ids[len(clicked):]) & clicked
     by_model = [t for t in plain.ids if t in clicked]  # the clicked tags keep the model's order
     assert ranked.ids[:len(by_model)] == by_model
+
+
+def test_popularity_negatives_follow_the_clicks_and_the_predictor_adds_log_q(predictor) -> None:
+    tables, p = predictor
+    config = p.config.model_copy(update={"negative_sampling": "popularity", "sampled_negatives": 20})
+    f = p.featurizer
+    q = negative_distribution(f.tag_counts)
+    assert q == pytest.approx((f.tag_counts[1:] + 1) / (f.tag_counts[1:] + 1).sum())
+    hooks = UtpmHooks(config, f)
+    examples = f.transform(tables)
+    K = examples.label_tags.shape[1]
+    drawn = np.concatenate([b["label_tags"][:, K:].numpy().ravel() for b in hooks.batches(examples, epoch=0)])
+    freq = np.bincount(drawn, minlength=f.num_tags)[1:] / len(drawn)
+    assert np.abs(freq - q).max() < 0.01 and not (drawn == 0).any()
+    # With every u·t equal, the corrected scores rank the tags by q: the most clicked first.
+    flat = UtpmModel(config, f.field_sizes, f.num_tags)
+    torch.nn.init.zeros_(flat.tag_embedding.weight)
+    answer = type(p)(config, f, flat).predict_batch([Query(history=history(tables, "u1"), user_id="u1",
+                                                           num_results=5)])[0]
+    assert answer.ids == [f.tags.ids[i] for i in np.argsort(-q, kind="stable")[:5]]
+    plain = type(p)(p.config, f, flat).predict_batch([Query(history=history(tables, "u1"), user_id="u1",
+                                                            num_results=5)])[0]
+    assert {s for _, s in plain.ranked} == {0.5}  # uncorrected: σ(0) for every tag
