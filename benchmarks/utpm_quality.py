@@ -21,7 +21,7 @@ t-interval of the per-seed differences). `--json` prints every figure.
 
 Usage:
     .venv/bin/python benchmarks/utpm_quality.py [--protocol user-split] [--seeds 0,1,2,3,4]
-        [--variants utpm,youtube-dnn] [--epochs 20] [--threads 2] [--json]
+        [--variants utpm,youtube-dnn] [--epochs 20] [--validation-fraction 0.1] [--threads 2] [--json]
 """
 
 from __future__ import annotations
@@ -68,11 +68,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "utpm-10cuts": ("utpm", {"cuts_per_user": 10}),  # more training samples per user
     "utpm-tied": ("utpm", {"tie_tag_embeddings": True}),  # output tags = liked-tag input table
     "utpm-clicked-first": ("utpm", {"clicked_tags_first": True}),  # §1's candidate selection
-    # negatives drawn by tag clicks, log q(t) added at inference (not in the paper)
-    "youtube-dnn-popneg": ("utpm", {"fusion": "average", "loss": "separate",
-                                    "negative_sampling": "popularity"}),
-    "utpm-popneg": ("utpm", {"negative_sampling": "popularity"}),
-    "utpm-popneg-clicked-first": ("utpm", {"negative_sampling": "popularity", "clicked_tags_first": True}),
+    # the former default: uniformly drawn negative tags (every user got the same top tags)
+    "youtube-dnn-uniform-neg": ("utpm", {"fusion": "average", "loss": "separate",
+                                         "negative_sampling": "tags"}),
+    "utpm-uniform-neg": ("utpm", {"negative_sampling": "tags"}),
 }
 SHOWN = ("precision_minrel@1", "precision_minrel@2", "precision_minrel@3", "precision_minrel@5",
          "precision_minrel@10", "recall@10", "ndcg@10", "mrr", "distinct_top1")
@@ -97,7 +96,8 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
         config = EvaluationConfig(**{**evaluation, "seed": seed})
         split = protocol.split(tables, schemas, config)
         description = description or split.description
-        validation = Validation.of(protocol, split.train, schemas, config)
+        validation = (Validation.of(protocol, split.train, schemas, config)
+                      if config.validation_fraction > 0 else None)
         for name in variants:
             recipe, hp = VARIANTS[name]
             spec = get_recipe(recipe)
@@ -105,7 +105,8 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
             t0 = time.perf_counter()
             if recipe == "utpm":
                 cfg, featurizer, model = fit_in_process(
-                    spec, {**hp, "epochs": epochs, "seed": seed}, validation.train, schemas=schemas,
+                    spec, {**hp, "epochs": epochs, "seed": seed},
+                    validation.train if validation else split.train, schemas=schemas,
                     threads=threads, validation=validation, on_epoch=seen.append)
             else:
                 cfg, featurizer, model = fit_in_process(spec, hp, split.train, schemas=schemas,
@@ -122,7 +123,7 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
             runs[name].append({
                 "seed": seed, "metrics": metrics, "fit_seconds": fit_s, "epochs_run": len(seen),
                 "best_epoch": (1 + max(range(len(seen)), key=lambda i: (seen[i]["validation_score"], -i))
-                               if seen else None),
+                               if seen and validation else None),
                 "labels_per_second": rate,
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             })
@@ -187,6 +188,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--epochs", type=int, default=20, help="at most (validation stops early)")
+    parser.add_argument("--validation-fraction", type=float, default=0.1,
+                        help="share of the training users that picks the best epoch; 0: every model "
+                             "trains --epochs epochs on the whole training part")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--holdout-last", type=int, default=10)
@@ -209,7 +213,7 @@ def main() -> None:
         parser.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
     tables, schemas, data = load(args.movielens, None if args.tags == "genres" else Path(args.tags))
     evaluation = {"test_fraction": args.test_fraction, "holdout_last": args.holdout_last, "min_test_users": 1,
-                  "validation_fraction": 0.1, "patience": 2}
+                  "validation_fraction": args.validation_fraction, "patience": 2}
     t0 = time.perf_counter()
     result = run(tables, schemas, [int(s) for s in args.seeds.split(",")], variants, epochs=args.epochs,
                  threads=args.threads, evaluation=evaluation, protocol_name=args.protocol)

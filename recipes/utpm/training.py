@@ -5,9 +5,10 @@ the joint loss over each item's N tags, or the separate ablation) and §4.1 (cli
 shown-not-clicked = negative). With `sampled_negatives`, each batch also gets that many sampled
 negatives per positive label, drawn with a generator seeded by (seed, epoch, rank): data with few
 or no negatives (ratings, clicks, tag assignments) would otherwise only ever push scores up. Not
-in the paper, whose negatives are real impressions. A negative is N tags drawn uniformly
-(`negative_sampling="tags"`): the logit of a tag then estimates how much likelier the user clicks
-it than a random tag, which ranks by the user's click probability. Random catalog items
+in the paper, whose negatives are real impressions. A negative is N tags drawn by their training
+clicks (`negative_sampling="popularity"`, the default; the predictor adds log q(t), the sampled-
+softmax logQ correction): uniform tags (`"tags"`) are told from clicked ones by popularity alone,
+so u collapsed to one direction and every MovieLens test user got the same top tags. Random catalog items
 (`"items"`) make every tag carried by many items negative evidence: on MovieLens that ranked rare
 tags first (p@1 0.06 against tag-popularity's 0.37 on one seed), so it is not the default.
 Samples are shuffled per epoch and dealt to workers in equal shares (DDP needs equal step counts).
