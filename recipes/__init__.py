@@ -22,6 +22,7 @@ _PACKAGES = {
     "tag-popularity": "recipes.tag_popularity",
     "item-tag-frequency": "recipes.item_tag_frequency",
     "tag-cooccurrence": "recipes.tag_cooccurrence",
+    "utpm": "recipes.utpm",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 

@@ -117,7 +117,7 @@ TASKS: Mapping[TaskId, Task] = {
             needs={DatasetKind.INTERACTIONS: (Role.USER_ID, Role.TIMESTAMP, Role.TAGS)},
             minimum=(MinimumData(DatasetKind.INTERACTIONS, 500, with_role=Role.TAGS,
                                  key_role=Role.USER_ID, min_keys=25),),
-            protocols=("user-tag-holdout",), baseline_recipe="tag-popularity",
+            protocols=("user-tag-holdout", "user-split"), baseline_recipe="tag-popularity",
             fallback="the most used tags overall, flagged fallback"),
         Task(
             id=TaskId.ITEM_TAGS, question="which of an item's tags to show this user", target=Target.TAGS,

@@ -31,5 +31,5 @@ RECIPE = RecipeSpec(
     hooks_cls=TagPopularityHooks,
     predictor_cls=TagPopularityPredictor,
     required={DatasetKind.INTERACTIONS: (Role.USER_ID, Role.TIMESTAMP, Role.TAGS)},
-    protocols=("user-tag-holdout",),
+    protocols=("user-tag-holdout", "user-split"),
 )

@@ -37,14 +37,17 @@ class ScalingConfig(_Model):
 class EvaluationConfig(_Model):
     """How a version is evaluated offline (the split is described on the version)."""
 
-    mode: Literal["temporal-holdout", "item-cold-start", "user-tag-holdout", "item-tag-holdout",
-                  "post-holdout", "session-holdout"] | None = Field(
+    mode: Literal["temporal-holdout", "item-cold-start", "user-tag-holdout", "user-split",
+                  "item-tag-holdout", "post-holdout", "session-holdout"] | None = Field(
         default=None,
         description="The evaluation protocol (default: the recipe's task's first). next-item: "
                     "temporal-holdout (the latest interactions of a random sample of users are held "
                     "out) or item-cold-start (HRNN-meta paper, Table 7: a random half of the items is "
                     "held out of training and ranked from their metadata only); user-tags: "
-                    "user-tag-holdout; item-tags: item-tag-holdout; tag-set: post-holdout; "
+                    "user-tag-holdout (each test user's latest tag events held out) or user-split "
+                    "(UTPM §4.1: test users held out of training whole, asked from their oldest 80 % "
+                    "of events, scored on the tags of their newest 20 %'s positive ones); item-tags: "
+                    "item-tag-holdout; tag-set: post-holdout; "
                     "session-tags: session-holdout. Must be one the recipe supports.",
     )
     ks: list[Annotated[int, Field(ge=1, le=1000)]] | None = Field(

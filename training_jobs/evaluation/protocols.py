@@ -123,6 +123,7 @@ _PROTOCOLS = {
     "temporal-holdout": "training_jobs.evaluation.next_item:TemporalHoldout",
     "item-cold-start": "training_jobs.evaluation.next_item:ItemColdStart",
     "user-tag-holdout": "training_jobs.evaluation.user_tags:UserTagHoldout",
+    "user-split": "training_jobs.evaluation.user_tags:UserSplit",
     "item-tag-holdout": "training_jobs.evaluation.item_tags:ItemTagHoldout",
     "post-holdout": "training_jobs.evaluation.tag_set:PostHoldout",
     "session-holdout": "training_jobs.evaluation.session_tags:SessionHoldout",

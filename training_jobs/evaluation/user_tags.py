@@ -7,6 +7,11 @@ history (the campaign's ``recommend-tags`` query, no candidate list: the whole t
 ranked, as UTPM ranks all its tag labels). The relevant tags are the distinct tags of the held-out
 events, tags the user had used before included (UTPM predicts the next day's clicked tags).
 
+``user-split`` — UTPM §4.1's own split (:func:`user_split`): a seeded share of the users is held
+out of training whole; each test user asks from the oldest 80 % of their events (every rating,
+liked or disliked, so a recipe can build its liked and disliked fields), and the relevant tags are
+those of the positive events (rated at least 3.5) among their newest 20 %.
+
 Metrics per case, averaged over the cases: precision@k (k as denominator), ``precision_minrel@k``
 (UTPM's Prec@K, Eq. 5: ``min(k, |relevant|)`` as denominator), recall@k, ndcg@k, hit@k, MRR over
 the ranked depth, coverage@k of the training tag vocabulary. The baseline is the task's
@@ -34,8 +39,8 @@ from .metrics import precision_minrel, ranking_metrics
 from .protocols import EvalSplit, InsufficientData, Protocol
 from .splits import _partition, _time_key
 
-__all__ = ["MAX_RESULTS", "TAG_KS", "TagHoldout", "UserTagHoldout", "tag_columns", "tag_holdout",
-           "tag_metrics"]
+__all__ = ["MAX_RESULTS", "TAG_KS", "TagHoldout", "UserSplit", "UserTagHoldout", "tag_columns", "tag_holdout",
+           "tag_metrics", "user_split"]
 
 # The most tags a campaign's recommend-tags request may ask for or rank (sdk.types.TagsRequest).
 MAX_RESULTS = 500
@@ -207,8 +212,13 @@ class UserTagHoldout(Protocol):
 
     def split(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
               config: EvaluationConfig) -> EvalSplit:
+        return self._cases(tables, schemas, config, tag_holdout)
+
+    def _cases(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
+               config: EvaluationConfig, splitter: Any) -> EvalSplit:
+        """`splitter`'s split as recommend-tags queries ranking the whole vocabulary."""
         cols = tag_columns(schemas[DatasetKind.INTERACTIONS])
-        h = tag_holdout(tables[DatasetKind.INTERACTIONS], cols, config, self.name)
+        h = splitter(tables[DatasetKind.INTERACTIONS], cols, config, self.name)
         depth = min(config.depth, MAX_RESULTS)
         queries = [Query(history=hist, user_id=u, time=t, num_results=depth)
                    for u, hist, t in zip(h.users, h.histories, h.times)]
@@ -219,7 +229,8 @@ class UserTagHoldout(Protocol):
             "cases": len(queries),
             "relevant_per_case": float(np.mean([len(r) for r in relevant])),
             "ranking": (f"the whole tag vocabulary ({vocabulary} training tags), no candidate list, "
-                        f"top {depth} scored; relevant: the distinct tags of the held-out events"),
+                        f"top {depth} scored; relevant: the distinct tags of the held-out (positive) "
+                        "events"),
         }
         return EvalSplit(protocol=self.name, train={**tables, DatasetKind.INTERACTIONS: h.train},
                          queries=queries, relevant=relevant, description=description,
@@ -228,3 +239,108 @@ class UserTagHoldout(Protocol):
     def score(self, answers: Sequence[Answer], split: EvalSplit,
               config: EvaluationConfig) -> dict[str, float]:
         return tag_metrics(answers, split.relevant, self.ks(config), split.catalog_size)
+
+
+# UTPM §4.1: the oldest 80 % of a test user's rated items build the fields; a rating of at least
+# 3.5 is positive (the value `sdk.movielens_tags` and the utpm recipe use by default).
+FIELD_FRACTION = 0.8
+POSITIVE_VALUE = 3.5
+
+
+def user_split(interactions: pa.Table, cols: Mapping[str, str | None], config: EvaluationConfig,
+               protocol: str) -> TagHoldout:
+    """UTPM §4.1's split: a seeded share of the USERS is held out of training whole.
+
+    A test user's events (by time, ties in row order) are cut by position: the oldest
+    ``round(FIELD_FRACTION * n)`` (at least 1, at most n - 1), every event whatever its rating,
+    are the query's history; the newest ones are held out, and their positive events (carrying
+    tags, with no value or a value of at least `POSITIVE_VALUE`) give the relevant tags. Users
+    with 2+ events and a positive tagged event among their newest part are eligible;
+    ``round(test_fraction * eligible)`` are drawn, but at least ``min(min_test_users, eligible)``.
+    Every event of the other users (and rows without a user) trains.
+
+    Raises:
+        InsufficientData: If a needed column is missing or no user is eligible.
+    """
+    for name in ("user", "time", "tags"):
+        if not cols.get(name) or cols[name] not in interactions.column_names:
+            role = {"user": "USER_ID", "time": "TIMESTAMP", "tags": "TAGS"}[name]
+            raise InsufficientData(f"{protocol} needs an interactions field with role {role}")
+    users_col = interactions.column(cols["user"]).cast(pa.string())
+    ids = pc.unique(pc.drop_null(users_col))
+    ids = ids.take(pc.sort_indices(ids))
+    ucode = pc.fill_null(pc.index_in(users_col, value_set=ids), -1).to_numpy().astype(np.int64)
+    times = _time_key(interactions.column(cols["time"]), cols["time"])
+    lengths = pc.list_value_length(tag_lists(interactions.column(cols["tags"])))
+    positive = pc.fill_null(pc.greater(lengths, 0), False).to_numpy(zero_copy_only=False)
+    value_col = cols.get("event_value")
+    if value_col and value_col in interactions.column_names:
+        values = interactions.column(value_col).cast(pa.float64())
+        liked = pc.fill_null(pc.greater_equal(values, POSITIVE_VALUE), True)
+        positive &= liked.to_numpy(zero_copy_only=False)
+    n_users = len(ids)
+    order = np.lexsort((np.arange(len(times)), times, ucode))  # by user, then time, then row
+    order = order[ucode[order] >= 0]
+    ou = ucode[order]
+    counts = np.bincount(ou, minlength=n_users)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(order)) - starts[ou]  # position in the user's time order
+    n_hist = np.clip(np.rint(FIELD_FRACTION * counts).astype(np.int64), 1, np.maximum(counts - 1, 1))
+    newest = rank >= n_hist[ou]
+    pos_new = np.bincount(ou[newest & positive[order]], minlength=n_users)
+    eligible = np.flatnonzero((counts >= 2) & (pos_new > 0))
+    if not len(eligible):
+        raise InsufficientData(
+            f"no user has a positive tagged event among the newest {1 - FIELD_FRACTION:.0%} of 2+ events "
+            f"(of {n_users} users), so none can be held out for evaluation")
+    n_test = int(round(config.test_fraction * len(eligible)))
+    n_test = min(len(eligible), max(n_test, min(config.min_test_users, len(eligible)), 1))
+    chosen = np.sort(np.random.default_rng(config.seed).choice(eligible, size=n_test, replace=False))
+    is_test = np.zeros(n_users + 1, dtype=bool)  # the last slot: rows without a user
+    is_test[chosen] = True
+    test_mask = is_test[ucode]
+    train, held_out, _ = _partition(interactions, test_mask)
+
+    in_test = is_test[ou]
+    hist_rows = order[in_test & ~newest]
+    held_rows = order[in_test & newest & positive[order]]
+    first_new = order[in_test & newest & (rank == n_hist[ou])]  # one per test user, in user order
+    hist = _events(interactions, hist_rows, cols)
+    held_events = _events(interactions, held_rows, cols)
+    request = _events(interactions, first_new, cols)
+    histories = _group(ucode[hist_rows], hist, chosen)
+    held = [[(e[0], list(e[4] or ())) for e in g] for g in _group(ucode[held_rows], held_events, chosen)]
+    description = {
+        "protocol": protocol,
+        "rule": (f"a seeded random {config.test_fraction:g} of the users with a positive tagged event "
+                 f"among the newest {1 - FIELD_FRACTION:.0%} of their events (at least "
+                 f"{config.min_test_users} when available) are held out of training whole; each asks, "
+                 f"at the time of its first newest event, from the oldest {FIELD_FRACTION:.0%} of its "
+                 f"events (all ratings); relevant: the tags of its newest events rated at least "
+                 f"{POSITIVE_VALUE:g} (or with no value) (UTPM §4.1)"),
+        "fraction": config.test_fraction,
+        "min_users": config.min_test_users,
+        "field_fraction": FIELD_FRACTION,
+        "positive_value": POSITIVE_VALUE,
+        "seed": config.seed,
+        "users": n_users,
+        "eligible_users": int(len(eligible)),
+        "test_users": n_test,
+        "held_out_events": held_out.num_rows,
+        "train_events": train.num_rows,
+        "user_col": cols["user"],
+        "time_col": cols["time"],
+        "tags_col": cols["tags"],
+    }
+    return TagHoldout(train=train, users=[str(ids[int(c)]) for c in chosen], histories=histories,
+                      times=[e[1] for e in request], held=held, description=description)
+
+
+class UserSplit(UserTagHoldout):
+    """UTPM §4.1's protocol: users split, fields from a test user's oldest 80 % (`user_split`)."""
+
+    name = "user-split"
+
+    def split(self, tables: Mapping[DatasetKind, pa.Table], schemas: Mapping[DatasetKind, Schema],
+              config: EvaluationConfig) -> EvalSplit:
+        return self._cases(tables, schemas, config, user_split)
