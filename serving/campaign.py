@@ -51,15 +51,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from pydantic import ValidationError
 from ray import serve
 
 from recipes import get_recipe
-from recipes.base import ARTIFACT_FILES, Answer, Query
+from recipes.base import ARTIFACT_FILES, Answer
+from recipes.queries import Histories, history_length
+from recipes.queries import history_key as _history_key
+from recipes.queries import request_query as _query
 from sdk.tasks import HistoryKey, get_task, task_serving
 from sdk.types import VERB_REQUESTS, DatasetKind, Role, Schema
 from sdk.types.common import describe_problem
@@ -150,62 +151,6 @@ def _route(scope: dict[str, Any], prefix: str) -> str | None:
     return route if sep and head == prefix and route in _ROUTES else None
 
 
-class _Histories:
-    """Each key's (user's or session's) latest events from an interactions snapshot, in flat
-    arrays (no per-key Python objects): (item, seconds, event_type, event_value, tags), oldest
-    first."""
-
-    def __init__(self, table: pa.Table, schema: Schema, keep: int, key_role: Role) -> None:
-        col = {r: (f.name if (f := schema.field_for(r)) else None)
-               for r in (key_role, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE,
-                         Role.TAGS)}
-        if col[key_role] is None:  # the dataset cannot key histories this way
-            table = table.slice(0, 0)
-        n = table.num_rows
-        keys = table.column(col[key_role]).combine_chunks() if n else pa.array([], pa.string())
-        if n and keys.null_count:  # rows without the key (e.g. no session) belong to no history
-            table = table.filter(pc.is_valid(keys))
-            keys = table.column(col[key_role]).combine_chunks()
-            n = table.num_rows
-        secs = (table.column(col[Role.TIMESTAMP]).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
-                .to_numpy() / 1000.0) if n else np.zeros(0)
-        codes = pc.dictionary_encode(keys) if n else None
-        ucode = codes.indices.to_numpy(zero_copy_only=False) if n else np.zeros(0, np.int64)
-        order = np.lexsort((secs, ucode))
-        su = ucode[order]
-        counts = np.bincount(su, minlength=len(codes.dictionary) if n else 0)
-        ends = np.cumsum(counts)
-        starts = np.maximum(ends - keep, ends - counts)  # the last `keep` of each key
-        pos = np.arange(n) - np.repeat(ends - counts, counts)
-        keep_mask = pos >= np.repeat(starts - (ends - counts), counts)
-        rows = order[keep_mask]
-        kept = np.bincount(su[keep_mask], minlength=len(counts))
-        offsets = np.concatenate(([0], np.cumsum(kept)))
-        self.index = {u: i for i, u in enumerate(codes.dictionary.to_pylist())} if n else {}
-        self.offsets = offsets
-        take = pa.array(rows, pa.int64())
-
-        def column(role: Role) -> np.ndarray:
-            if not col[role] or not n:
-                return np.full(len(rows), None, object)
-            return np.asarray(table.column(col[role]).take(take).to_pylist(), dtype=object)
-
-        self.items = column(Role.ITEM_ID)
-        self.secs = secs[rows]
-        self.types = column(Role.EVENT_TYPE)
-        self.values = column(Role.EVENT_VALUE)
-        self.tags = column(Role.TAGS)
-
-    def get(self, key: str) -> list[tuple[Any, ...]]:
-        i = self.index.get(key)
-        if i is None:
-            return []
-        lo, hi = self.offsets[i], self.offsets[i + 1]
-        tags = [None if t is None else tuple(t) for t in self.tags[lo:hi].tolist()]
-        return list(zip(self.items[lo:hi].tolist(), self.secs[lo:hi].tolist(),
-                        self.types[lo:hi].tolist(), self.values[lo:hi].tolist(), tags))
-
-
 class CampaignServer:
     """One replica of a campaign (wrapped by `serve.deployment` in `deploy`)."""
 
@@ -226,7 +171,7 @@ class CampaignServer:
         spec = get_recipe(meta["recipe"])
         self.task = get_task(spec.task)
         self.predictor = spec.predictor_cls.load(self._dir / "model")
-        keep = getattr(self.predictor, "max_history", 64)
+        keep = history_length(self.predictor)
         self.histories, self.snapshot = self._load_histories(keys, group, keep)
         added = self._update_catalog(keys, group)
         self._keys = _KeyCache(self.store)
@@ -237,7 +182,7 @@ class CampaignServer:
                  "training)", tenant, group, campaign, self.task.id.value, version,
                  len(self.histories.index) if self.histories else 0, added)
 
-    def _load_histories(self, keys: Keys, group: str, keep: int) -> tuple[_Histories | None, str | None]:
+    def _load_histories(self, keys: Keys, group: str, keep: int) -> tuple[Histories | None, str | None]:
         """The latest events per history key the task reads (user or session), if any."""
         role = {HistoryKey.USER: Role.USER_ID, HistoryKey.SESSION: Role.SESSION_ID}.get(self.task.history)
         if role is None:
@@ -250,7 +195,7 @@ class CampaignServer:
         manifest = read_current(self.store.backend, keys, group, "interactions")
         table = open_snapshot(self.store.backend, manifest).to_table() if manifest else \
             pa.table({f.name: pa.array([], pa.string()) for f in schema.fields})
-        return _Histories(table, schema, keep, role), manifest.snapshot_id if manifest else None
+        return Histories(table, schema, keep, role), manifest.snapshot_id if manifest else None
 
     def _update_catalog(self, keys: Keys, group: str) -> int:
         """Let the predictor learn the catalog's new entries (e.g. items added since training)."""
@@ -355,40 +300,6 @@ class CampaignServer:
 def _event_key(e: tuple[Any, ...]) -> tuple[Any, ...]:
     tags = e[4] if len(e) > 4 else None
     return (e[0], round(float(e[1]), 3), tuple(tags) if tags else None)
-
-
-def _history_key(req: Any) -> str | None:
-    """The user or session whose history answers this request (the task's request key)."""
-    return getattr(req, "session_id", None) or getattr(req, "user_id", None)
-
-
-def _query(verb: str, req: Any, history: list[tuple[Any, ...]], now: float) -> Query:
-    """A runtime request as the predictor's query (the same object offline evaluation builds)."""
-    when = float(getattr(req, "context", {}).get("timestamp", now))
-    if verb in ("recommend", "rank"):
-        exclude = {str(e[0]) for e in history if e[0] is not None} \
-            if verb == "recommend" and req.exclude_seen else set()
-        return Query(history=history, user_id=req.user_id, time=when, exclude=exclude,
-                     num_results=len(set(req.items)) if verb == "rank" else req.num_results,
-                     candidates=list(dict.fromkeys(req.items)) if verb == "rank" else None)
-    if verb == "recommend-tags":
-        exclude = {t for e in history for t in (e[4] if len(e) > 4 and e[4] else ())} \
-            if req.exclude_seen else set()
-        return Query(history=history, user_id=req.user_id, item_id=req.item_id, time=when,
-                     candidates=list(dict.fromkeys(req.tags)) if req.tags else None,
-                     exclude=exclude, num_results=req.num_results)
-    if verb == "generate-tags":
-        return Query(item_id=req.item_id, text=req.text, fields=dict(req.fields), chosen=list(req.chosen),
-                     exclude=set(req.chosen), num_results=req.num_results, time=now)
-    # next-tags: the stored session plus the clicks sent with the request
-    extra = [(e.item_id, now if e.timestamp is None else e.timestamp, "question_click" if e.item_id
-              else "tag_click", None, (e.tag,) if e.tag else None) for e in req.events]
-    merged = sorted(history + extra, key=lambda e: e[1])
-    fields = {"num_questions": req.num_questions}
-    if req.organisation:
-        fields["organisation"] = req.organisation
-    return Query(history=merged, session_id=req.session_id, text=req.text, fields=fields, time=now,
-                 num_results=req.num_results)
 
 
 def _response(verb: str, req: Any, answer: Answer, version: str) -> dict[str, Any]:
