@@ -24,12 +24,12 @@ from sdk.types.common import describe_problem
 from store import NotFound, Store
 
 from .api import ROUTERS
-from .api.common import ApiError, Context, JobSubmitter, JobTracker, VersionSubmitter
+from .api.common import ApiError, BatchSubmitter, Context, JobSubmitter, JobTracker, VersionSubmitter
 from .api.docs import add_docs
 from .deployments import Deployments
 from .event_logs import EventLogs
 
-__all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker", "VersionSubmitter"]
+__all__ = ["create_app", "ApiError", "BatchSubmitter", "JobSubmitter", "JobTracker", "VersionSubmitter"]
 
 log = logging.getLogger("tagrec.control_plane")
 
@@ -49,8 +49,13 @@ def _no_training(tenant: str, group: str, solution: str, version: str) -> None:
     raise RuntimeError("this control plane has no training runner")
 
 
+def _no_batch(tenant: str, group: str, job: str) -> None:
+    raise RuntimeError("this control plane has no batch inference runner")
+
+
 def create_app(store: Store, submit_import: JobSubmitter, *,
                submit_version: VersionSubmitter = _no_training,
+               submit_batch_inference: BatchSubmitter = _no_batch,
                is_tracked: JobTracker = lambda key: True,
                deployments: Deployments | None = None,
                event_logs: EventLogs | None = None,
@@ -63,6 +68,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
         store: Where records and data live.
         submit_import: Starts an import job (e.g. as a Ray task).
         submit_version: Starts a solution version's training job.
+        submit_batch_inference: Starts a batch inference job.
         is_tracked: Whether the job (or campaign rollout) of a record key is still held; a
             pending one nobody holds will never run and is reported as failed.
         deployments: Where campaigns are deployed (default: nowhere; a campaign fails to deploy).
@@ -79,7 +85,8 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     deployments = deployments or Deployments(store)
     app.state.context = Context(store, submit_import, submit_version, is_tracked, deployments,
                                 event_logs or EventLogs(store), max_upload_bytes=max_upload_bytes,
-                                upload_ttl_s=upload_ttl_s, stale_after_s=stale_after_s)
+                                upload_ttl_s=upload_ttl_s, stale_after_s=stale_after_s,
+                                submit_batch_inference=submit_batch_inference)
     add_docs(app, deployments.serve_url)
 
     # ---- errors: every failure is a typed JSON body, never an HTML page or a bare 500 ----

@@ -45,6 +45,7 @@ def build_app(store_uri: str | None = None, executor: str = "ray",
     else:
         deployments, event_logs = Deployments(store), EventLogs(store)
     app = create_app(store, runner.submit_import, submit_version=runner.submit_version,
+                     submit_batch_inference=runner.submit_batch_inference,
                      is_tracked=lambda key: runner.is_tracked(key) or deployments.is_tracked(key),
                      deployments=deployments, event_logs=event_logs)
     inner = app.router.lifespan_context

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sdk.types import NAME_PATTERN
+from sdk.types import BATCH_OUTPUTS, NAME_PATTERN
 
 from .fs import Backend, PreconditionFailed
 
@@ -116,6 +116,25 @@ class Keys:
 
     def campaign_record(self, group: str, campaign: str) -> str:
         return f"{self.campaigns(group)}/{validate_name(campaign, 'campaign')}.json"
+
+    def batch_inference_jobs(self, group: str) -> str:
+        return f"{self.group(group)}/batch-inference-jobs"
+
+    def batch_inference_job(self, group: str, job: str) -> str:
+        return f"{self.batch_inference_files(group, job)}.json"
+
+    def batch_inference_files(self, group: str, job: str) -> str:
+        """A batch inference job's files: `users.json` (its users, if given) and `{run}/` (outputs)."""
+        return f"{self.batch_inference_jobs(group)}/{validate_name(job, 'batch inference job')}"
+
+    def batch_inference_users(self, group: str, job: str) -> str:
+        return f"{self.batch_inference_files(group, job)}/users.json"
+
+    def batch_inference_output(self, group: str, job: str, run: str, output: str) -> str:
+        """One output (`answers`, `segments`) of one run: visible once the job's record names it."""
+        if output not in BATCH_OUTPUTS:
+            raise ValueError(f"invalid batch inference output {output!r}")
+        return f"{self.batch_inference_files(group, job)}/{validate_name(run, 'run id')}/{output}.parquet"
 
     def events(self, group: str) -> str:
         """Real-time events: `wal/{h}.json` until flushed, `done/{h}` after (h: 32 hex)."""

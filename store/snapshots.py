@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from .fs import Backend, PreconditionFailed
 from .registry import Keys, backoff
 
-__all__ = ["Manifest", "SnapshotWriter", "new_snapshot_id", "publish", "read_current", "open_current",
-           "read_table"]
+__all__ = ["Manifest", "SnapshotWriter", "new_snapshot_id", "publish", "read_current", "read_manifest",
+           "open_current", "read_table"]
 
 
 def new_snapshot_id() -> str:
@@ -107,12 +107,16 @@ def read_current(backend: Backend, keys: Keys, group: str, kind: str) -> Manifes
         pointer, _ = backend.get(keys.current(group, kind))
     except FileNotFoundError:
         return None
-    return _read_manifest(backend, keys, group, kind, json.loads(pointer)["snapshot_id"])
+    return read_manifest(backend, keys, group, kind, json.loads(pointer)["snapshot_id"])
 
 
-def _read_manifest(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: str) -> Manifest:
+def read_manifest(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: str) -> Manifest:
+    """The manifest of snapshot `snapshot_id` (current or not); FileNotFoundError if it is gone."""
     data, _ = backend.get(f"{keys.snapshot(group, kind, snapshot_id)}/manifest.json")
     return Manifest(**json.loads(data))
+
+
+_read_manifest = read_manifest  # its older name (serving.events)
 
 
 def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: str, parts: list[str],
@@ -134,11 +138,11 @@ def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: st
         except FileNotFoundError:
             etag, parent = None, None
         if parent == snapshot_id:  # our swap landed but its answer was lost: done
-            return _read_manifest(backend, keys, group, kind, snapshot_id)
+            return read_manifest(backend, keys, group, kind, snapshot_id)
         base_parts: list[str] = []
         base_rows = 0
         if mode == "incremental" and parent is not None:
-            prev = _read_manifest(backend, keys, group, kind, parent)
+            prev = read_manifest(backend, keys, group, kind, parent)
             base_parts, base_rows = prev.parts, prev.rows
         manifest = Manifest(snapshot_id=snapshot_id, parts=base_parts + parts,
                             rows=base_rows + rows, schema=schema, mode=mode, parent=parent)

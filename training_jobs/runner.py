@@ -1,8 +1,8 @@
 """Where jobs run: a Ray cluster (local, started on demand, or remote by address) or threads.
 
-The control plane hands every import and training job to a runner. Jobs record their own
-progress and outcome in the store; the runner only adds a watcher that marks a job failed if its
-task dies without saying so (a worker killed, the cluster gone), and tells which jobs it holds.
+The control plane hands every import, training and batch inference job to a runner. Jobs record
+their own progress and outcome in the store; the runner only adds a watcher that marks a job failed
+if its task dies without saying so (a worker killed, the cluster gone), and tells which jobs it holds.
 
 `RayJobRunner` also owns the Ray cluster of the process: it starts Ray from one long-lived
 thread (`ensure_ray`) and stops it at `shutdown`. The control plane's other users of the cluster
@@ -52,6 +52,11 @@ class JobRunner:
         self._submit(Keys(tenant).version_record(group, solution, version), version_task,
                      tenant, group, solution, version)
 
+    def submit_batch_inference(self, tenant: str, group: str, job: str) -> None:
+        from .batch_inference import batch_inference_task
+
+        self._submit(Keys(tenant).batch_inference_job(group, job), batch_inference_task, tenant, group, job)
+
     def _submit(self, key: str, task: Any, *args: str) -> None:
         raise NotImplementedError
 
@@ -94,6 +99,9 @@ class ThreadJobRunner(JobRunner):
 
     def submit_version(self, tenant: str, group: str, solution: str, version: str) -> None:
         raise RuntimeError("training runs on Ray: start the platform with the Ray executor")
+
+    def submit_batch_inference(self, tenant: str, group: str, job: str) -> None:
+        raise RuntimeError("batch inference runs on Ray: start the platform with the Ray executor")
 
     def _submit(self, key: str, task: Any, *args: str) -> None:
         self._hold(key)
@@ -146,10 +154,10 @@ class RayJobRunner(JobRunner):
             if task not in self._remote:
                 import ray
 
-                # An import reads and writes on one CPU. A version's driver mostly waits for its
-                # Ray Train workers (which hold the CPUs it asks for): it takes none, so a
-                # 2-worker version fits a 2-CPU machine.
-                cpus = 1 if task is import_task else 0
+                # An import reads and writes on one CPU, a batch inference job predicts on one. A
+                # version's driver mostly waits for its Ray Train workers (which hold the CPUs it
+                # asks for): it takes none, so a 2-worker version fits a 2-CPU machine.
+                cpus = 0 if getattr(task, "__name__", "") == "version_task" else 1
                 self._remote[task] = ray.remote(num_cpus=cpus, max_retries=0)(task)
             return self._remote[task]
 
@@ -270,7 +278,9 @@ def crash_reason(e: BaseException, what: str = "the job") -> str:
 
 
 def _what(key: str) -> str:
-    return "the import job" if "/import-jobs/" in key else "the training job"
+    if "/import-jobs/" in key:
+        return "the import job"
+    return "the batch inference job" if "/batch-inference-jobs/" in key else "the training job"
 
 
 def make_runner(store: Store, executor: str = "ray", address: str | None = None) -> JobRunner:

@@ -7,11 +7,22 @@ never breaks a deployed client; models of requests forbid unknown fields.
 
 Modules: :mod:`.common` (names, statuses, errors, pages), :mod:`.datasets`, :mod:`.training`
 (solutions, versions, recipes), :mod:`.campaigns`, :mod:`.runtime` (campaign requests and
-answers per task, events).
+answers per task, events), :mod:`.batch` (batch inference jobs).
 """
 
 from __future__ import annotations
 
+from .batch import (  # noqa: F401 - re-exported
+    BATCH_OUTPUTS,
+    BATCH_TASKS,
+    DEFAULT_SEGMENT_SIZE,
+    MAX_BATCH_USERS,
+    MAX_NUM_RESULTS,
+    BatchInferenceJob,
+    BatchInferenceJobCreate,
+    BatchInferenceOutput,
+    BatchInferenceProgress,
+)
 from .campaigns import (  # noqa: F401 - re-exported
     Campaign,
     CampaignCreate,
@@ -126,4 +137,13 @@ __all__ = [
     "Event",
     "PutEventsRequest",
     "PutEventsResponse",
+    "BATCH_OUTPUTS",
+    "BATCH_TASKS",
+    "DEFAULT_SEGMENT_SIZE",
+    "MAX_BATCH_USERS",
+    "MAX_NUM_RESULTS",
+    "BatchInferenceJobCreate",
+    "BatchInferenceProgress",
+    "BatchInferenceOutput",
+    "BatchInferenceJob",
 ]

@@ -2,8 +2,8 @@
 
 Every route reads the control plane's state through `Ctx` (the `Context` on `app.state`) and its
 tenant through `Tenant` (the API key decides alone). Creates go through `create` (idempotency,
-parents that must stay live); reads of jobs, versions and campaigns go through their reaper, which
-reports a dead one as failed.
+parents that must stay live); reads of jobs (import, batch inference), versions and campaigns go
+through their reaper, which reports a dead one as failed.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ..event_logs import EventLogs
 
 JobSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the import
 VersionSubmitter = Callable[[str, str, str, str], None]  # (tenant, group, solution, version)
+BatchSubmitter = Callable[[str, str, str], None]  # (tenant, group, job) -> None; runs the batch job
 JobTracker = Callable[[str], bool]  # (record key) -> its job or rollout is still held
 
 _AUTH_CACHE_S = 30.0
@@ -61,6 +62,7 @@ class Context:
     max_upload_bytes: int
     upload_ttl_s: float
     stale_after_s: float
+    submit_batch_inference: BatchSubmitter
     auth_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
@@ -308,6 +310,20 @@ def reap_version(ctx: Context, keys: Keys, group: str, doc: dict[str, Any]) -> d
     return _end_if_unchanged(ctx, key, doc, new_status, reason)
 
 
+def reap_batch_inference(ctx: Context, keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Report a dead batch inference job as failed: a running job beats every few seconds, and a
+    pending one is known to the runner until it starts."""
+    age = _age_s(doc)
+    key = keys.batch_inference_job(group, doc["name"])
+    if doc["status"] == Status.CREATE_IN_PROGRESS.value and age >= ctx.stale_after_s:
+        reason = f"the job stopped reporting for {int(age)} s (its process died); nothing was published"
+    elif doc["status"] == Status.CREATE_PENDING.value and age >= SUBMIT_GRACE_S and not ctx.is_tracked(key):
+        reason = "the job never started (the platform restarted or its worker was lost); run it again"
+    else:
+        return doc
+    return _end_if_unchanged(ctx, key, doc, Status.CREATE_FAILED.value, reason)
+
+
 def reap_campaign(ctx: Context, keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
     """A campaign deploying with no deployment in flight (the platform restarted) failed."""
     key = keys.campaign_record(group, doc["name"])
@@ -344,6 +360,15 @@ def refuse_if_training(ctx: Context, keys: Keys, group: str, solution: str | Non
             if doc["status"] in VERSION_OPEN:
                 raise ApiError(409, "conflict", f"solution version {doc['name']!r} of {name!r} is "
                                                 f"still training; stop it or wait for it to end")
+
+
+def refuse_if_batch_running(ctx: Context, keys: Keys, group: str, solution: str | None) -> None:
+    """409 while a batch inference job runs on the group (or on a version of one solution)."""
+    for doc in ctx.store.registry.list(keys.batch_inference_jobs(group), ".json"):
+        doc = reap_batch_inference(ctx, keys, group, doc)
+        if doc["status"] in RUNNING and solution in (None, doc["solution"]):
+            raise ApiError(409, "conflict", f"batch inference job {doc['name']!r} is still running on "
+                                            f"solution {doc['solution']!r}; wait for it to finish")
 
 
 def undeploy(ctx: Context, keys: Keys, group: str, campaign: str) -> None:

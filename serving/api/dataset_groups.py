@@ -21,6 +21,7 @@ from .common import (
     live_group,
     mark_deleting,
     page,
+    refuse_if_batch_running,
     refuse_if_importing,
     refuse_if_training,
     resource_router,
@@ -68,6 +69,7 @@ def delete_group(group: Name, t: Tenant, ctx: Ctx, force: bool = False) -> Respo
                        f"delete them first or pass force=true")
     refuse_if_importing(ctx, keys, group, None)
     refuse_if_training(ctx, keys, group, None)
+    refuse_if_batch_running(ctx, keys, group, None)
     mark_deleting(ctx, keys.group_record(group))
     # Children first, the group record last: a crash mid-way leaves a visible group to retry.
     for campaign in campaigns:
@@ -77,5 +79,6 @@ def delete_group(group: Name, t: Tenant, ctx: Ctx, force: bool = False) -> Respo
     backend.delete_prefix(keys.solutions(group))
     backend.delete_prefix(f"{keys.group(group)}/datasets")
     backend.delete_prefix(keys.import_jobs(group))
+    backend.delete_prefix(keys.batch_inference_jobs(group))
     backend.delete(keys.group_record(group))
     return Response(status_code=204)

@@ -31,7 +31,8 @@ _ERRORS = {
     "413": "`payload_too_large`: the body is over the limit.",
 }
 # Operations without an Idempotency-Key that can still answer 409 (creates all can).
-_CONFLICTS = {"delete_group", "delete_dataset", "delete_solution", "stop_version", "update_campaign"}
+_CONFLICTS = {"delete_group", "delete_dataset", "delete_solution", "stop_version", "update_campaign",
+              "delete_batch_inference_job", "download_batch_inference_output"}
 _SECURITY = [{"bearer": []}, {"apiKey": []}]
 
 

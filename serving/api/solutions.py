@@ -26,6 +26,7 @@ from .common import (
     live_solution,
     mark_deleting,
     page,
+    refuse_if_batch_running,
     refuse_if_training,
     resource_router,
 )
@@ -86,6 +87,7 @@ def delete_solution(group: Name, solution: Name, t: Tenant, ctx: Ctx) -> Respons
     live_group(ctx, keys, group)
     existing(ctx, keys.solution_record(group, solution), f"solution {solution!r}")
     refuse_if_training(ctx, keys, group, solution)
+    refuse_if_batch_running(ctx, keys, group, solution)
     users = [d["name"] for d in ctx.store.registry.list(keys.campaigns(group), ".json")
              if d["solution"] == solution or (d.get("pending_update") or {}).get("solution") == solution]
     if users:
