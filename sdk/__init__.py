@@ -32,6 +32,7 @@ from sdk.errors import (
 )
 from sdk.types import (
     TERMINAL_STATUSES,
+    BatchInferenceJob,
     Campaign,
     Dataset,
     DatasetCreate,
@@ -81,6 +82,7 @@ __all__ = [
     "ImportProgress",
     "ImportSource",
     "EvaluationConfig",
+    "BatchInferenceJob",
     "Campaign",
     "Event",
     "PutEventsResponse",

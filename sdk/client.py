@@ -27,6 +27,7 @@ from sdk import config as _config
 from sdk.errors import APIConnectionError, APITimeoutError, TagrecError, status_error
 from sdk.pagination import Listing
 from sdk.resources import (
+    BatchInferenceJobs,
     Campaigns,
     DatasetGroups,
     DatasetImportJobs,
@@ -100,6 +101,7 @@ class Client:
         datasets: `Datasets`.
         uploads: `Uploads`.
         dataset_import_jobs: `DatasetImportJobs`.
+        batch_inference_jobs: `BatchInferenceJobs`.
     """
 
     initial_retry_delay = 0.5
@@ -144,6 +146,7 @@ class Client:
         self.solution_versions = SolutionVersions(self)
         self.campaigns = Campaigns(self)
         self.events = Events(self)
+        self.batch_inference_jobs = BatchInferenceJobs(self)
 
     @staticmethod
     def _needs_local(cfg: _config.Config) -> bool:
@@ -199,6 +202,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
         auth: bool = True,
+        stream: bool = False,
     ) -> httpx.Response:
         """Send one API request, retrying transient failures, and return the 2xx answer.
 
@@ -211,6 +215,7 @@ class Client:
             headers: Extra headers.
             idempotency_key: Sent as ``Idempotency-Key``, the same on every attempt.
             auth: Whether to send the API key.
+            stream: Return the answer before its body is read (iterate it, then close it).
 
         Returns:
             The successful answer.
@@ -228,13 +233,16 @@ class Client:
         while True:
             response: httpx.Response | None = None
             try:
-                response = self._http.request(
-                    method,
-                    path,
-                    json=json,
-                    params=params,
-                    content=content() if content is not None else None,
-                    headers=hdrs,
+                response = self._http.send(
+                    self._http.build_request(
+                        method,
+                        path,
+                        json=json,
+                        params=params,
+                        content=content() if content is not None else None,
+                        headers=hdrs,
+                    ),
+                    stream=stream,
                 )
             except httpx.TimeoutException as e:
                 error: TagrecError = APITimeoutError(f"{method} {path} timed out: {e}")
@@ -246,6 +254,9 @@ class Client:
             else:
                 if response.is_success:
                     return response
+                if stream:  # the error body is small JSON: read it, free the connection
+                    response.read()
+                    response.close()
                 error = _error_from(response)
                 if response.status_code not in RETRY_STATUSES:
                     raise error

@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -19,6 +19,8 @@ from sdk.errors import NotFoundError, ResourceFailedError, WaitTimeoutError
 from sdk.pagination import Listing
 from sdk.types import (
     TERMINAL_STATUSES,
+    BatchInferenceJob,
+    BatchInferenceJobCreate,
     Campaign,
     CampaignCreate,
     CampaignUpdate,
@@ -57,12 +59,13 @@ from sdk.types import (
 if TYPE_CHECKING:
     from sdk.client import Client
 
-__all__ = ["Campaigns", "DatasetGroups", "DatasetImportJobs", "Datasets", "Events", "Recipes",
-           "SolutionVersions", "Solutions", "Uploads"]
+__all__ = ["BatchInferenceJobs", "Campaigns", "DatasetGroups", "DatasetImportJobs", "Datasets", "Events",
+           "Recipes", "SolutionVersions", "Solutions", "Uploads"]
 
 UPLOAD_CHUNK_SIZE = 1 << 20
 LATEST = "latest"  # as a version name: the solution's newest ACTIVE version
 Format = Literal["csv", "parquet"]
+Output = Literal["answers", "segments"]
 
 
 class _Waitable(Protocol):
@@ -676,3 +679,136 @@ class Events(_Collection):
         resp = self._client.request("POST", f"/v1/dataset-groups/{_seg(dataset_group)}/events",
                                     json=body.model_dump(mode="json", exclude_none=True))
         return PutEventsResponse.model_validate(resp.json())
+
+
+class BatchInferenceJobs(_Collection):
+    """``client.batch_inference_jobs``: a solution version's answers for many users at once, as
+    Parquet files (Personalize's batch inference and batch segment jobs): ``answers`` for
+    next-item and user-tags solutions, and the tag → top users ``segments`` for user-tags."""
+
+    def _path(self, dataset_group: str, name: str | None = None) -> str:
+        path = f"/v1/dataset-groups/{_seg(dataset_group)}/batch-inference-jobs"
+        return path if name is None else f"{path}/{_seg(name)}"
+
+    def create(
+        self,
+        dataset_group: str,
+        *,
+        name: str,
+        solution: str,
+        solution_version: str | None = None,
+        num_results: int = 25,
+        users: Iterable[str] | None = None,
+        segment_size: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> BatchInferenceJob:
+        """Start a batch inference job.
+
+        Args:
+            dataset_group: The group.
+            name: The job's name.
+            solution: A next-item or user-tags solution.
+            solution_version: An ACTIVE version; None or ``"latest"``: the newest ACTIVE one.
+            num_results: Items or tags per user (as a campaign request's, at most 500).
+            users: The users to answer; default every user of the interactions snapshot the
+                version trained on. An unknown user gets the task's fallback, flagged.
+            segment_size: user-tags only: users kept per tag in ``segments`` (default 100).
+            idempotency_key: Sent as ``Idempotency-Key``; a uuid4 by default.
+
+        Returns:
+            The job, usually still ``CREATE_PENDING``; see `wait`.
+        """
+        body = BatchInferenceJobCreate(
+            name=name, solution=solution,
+            solution_version=None if solution_version in (None, LATEST) else solution_version,
+            num_results=num_results, users=None if users is None else builtins.list(users),
+            segment_size=segment_size)
+        resp = self._client.request(
+            "POST", self._path(dataset_group), json=body.model_dump(mode="json", exclude_none=True),
+            idempotency_key=idempotency_key or self._client.new_idempotency_key())
+        return BatchInferenceJob.model_validate(resp.json())
+
+    def retrieve(self, dataset_group: str, name: str) -> BatchInferenceJob:
+        """Get one job (status, progress, and its outputs once ACTIVE)."""
+        return BatchInferenceJob.model_validate(
+            self._client.request("GET", self._path(dataset_group, name)).json())
+
+    def list(self, dataset_group: str) -> Listing[BatchInferenceJob]:
+        """All batch inference jobs of a group."""
+        return self._client.listing(self._path(dataset_group), BatchInferenceJob.model_validate)
+
+    def delete(self, dataset_group: str, name: str) -> None:
+        """Delete a job and its outputs (refused while it runs)."""
+        self._client.request("DELETE", self._path(dataset_group, name))
+
+    def wait(
+        self,
+        dataset_group: str,
+        name: str,
+        *,
+        timeout: float = 3600,
+        poll_interval: float = 1.0,
+        on_progress: Callable[[BatchInferenceJob], None] | None = None,
+    ) -> BatchInferenceJob:
+        """Poll a job until it is ACTIVE.
+
+        Raises:
+            ResourceFailedError: The job ended in CREATE_FAILED (see ``failure_reason``).
+            WaitTimeoutError: The job was not terminal within `timeout` seconds.
+        """
+        return _wait(lambda: self.retrieve(dataset_group, name), timeout=timeout,
+                     poll_interval=poll_interval, on_progress=on_progress, sleep=self._client._sleep)
+
+    def create_and_wait(
+        self,
+        dataset_group: str,
+        *,
+        name: str,
+        solution: str,
+        solution_version: str | None = None,
+        num_results: int = 25,
+        users: Iterable[str] | None = None,
+        segment_size: int | None = None,
+        idempotency_key: str | None = None,
+        timeout: float = 3600,
+        poll_interval: float = 1.0,
+        on_progress: Callable[[BatchInferenceJob], None] | None = None,
+    ) -> BatchInferenceJob:
+        """`create` then `wait`; see both for the arguments."""
+        job = self.create(dataset_group, name=name, solution=solution, solution_version=solution_version,
+                          num_results=num_results, users=users, segment_size=segment_size,
+                          idempotency_key=idempotency_key)
+        return self.wait(dataset_group, job.name, timeout=timeout, poll_interval=poll_interval,
+                         on_progress=on_progress)
+
+    def download(self, dataset_group: str, name: str, *, output: Output = "answers",
+                 dest: str | os.PathLike[str] = ".") -> Path:
+        """Save an output of an ACTIVE job as a Parquet file, streamed; returns the file's path.
+
+        Args:
+            dataset_group: The group.
+            name: The job.
+            output: ``answers`` (user_id, rank, item_id or tag, score, fallback) or, for
+                user-tags, ``segments`` (tag, rank, user_id, score).
+            dest: A file path, or a folder to save ``<name>-<output>.parquet`` in. The file
+                appears complete or not at all (written beside it first).
+
+        Raises:
+            ConflictError: The job is not ACTIVE (yet).
+            NotFoundError: No such job, or no such output (segments of a next-item job).
+        """
+        target = Path(dest)
+        if target.is_dir():
+            target = target / f"{name}-{output}.parquet"
+        part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        resp = self._client.request("GET", f"{self._path(dataset_group, name)}/outputs/{_seg(output)}",
+                                    stream=True)
+        try:
+            with part.open("wb") as f:
+                for chunk in resp.iter_bytes():
+                    f.write(chunk)
+            os.replace(part, target)
+        finally:
+            resp.close()
+            part.unlink(missing_ok=True)
+        return target

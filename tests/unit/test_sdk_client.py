@@ -551,7 +551,7 @@ def test_all_is_pinned() -> None:
             "Dataset", "ImportSource", "ImportProgress", "DatasetImportJobCreate",
             "DatasetImportJob", "RecipeInfo", "ScalingConfig", "EvaluationConfig", "Solution",
             "SolutionVersion", "Campaign", "Event", "PutEventsResponse", "RecommendResponse",
-            "TagsResponse", "SessionEvent",
+            "TagsResponse", "SessionEvent", "BatchInferenceJob",
         ]
     )  # fmt: skip
     assert all(hasattr(sdk, name) for name in sdk.__all__)
