@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sdk import (
+    BatchInferenceJob,
     Campaign,
     Client,
     DatasetImportJob,
@@ -1126,6 +1127,126 @@ def events_put(ctx: click.Context, group: str, user_id: str, session_id: str, it
         {"item_id": it, "event_type": event_type, "event_value": event_value, "timestamp": now + k / 1000}
         for k, it in enumerate(items)])
     _emit(ctx, r, ["accepted", "duplicates"])
+
+
+# ---- batch inference ----
+BATCH_COLUMNS = ["name", "status", "solution", "solution_version", "task", "num_results", "progress",
+                 "failure_reason"]
+
+
+@cli.group("batch-inference-jobs")
+def batch_inference_jobs() -> None:
+    """Batch inference: a solution version's answers for many users at once, as Parquet files
+    (next-item: items per user; user-tags: tags per user and the tag → top users segments)."""
+
+
+def _wait_batch(client: Client, group: str, job: BatchInferenceJob, show: bool) -> BatchInferenceJob:
+    """Wait for a batch inference job, showing the users answered on stderr (a line per change
+    when not a terminal)."""
+    jobs = client.batch_inference_jobs
+    if not show:
+        return jobs.wait(group, job.name)
+    if not console.is_terminal:
+        said = _Lines()
+
+        def line(j: BatchInferenceJob) -> None:
+            p = j.progress
+            said((j.status, p.users_done), f"batch inference {j.name}: {j.status.value}, {p.users_done:,}/"
+                                           f"{p.users_total if p.users_total is not None else '?'} users")
+
+        return jobs.wait(group, job.name, poll_interval=1.0, on_progress=line)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed:,.0f}/{task.fields[of]} users"), TimeElapsedColumn(),
+                  console=console) as bar:
+        task = bar.add_task(f"batch inference {job.name}", total=None, of="?")
+
+        def update(j: BatchInferenceJob) -> None:
+            p = j.progress
+            bar.update(task, completed=p.users_done, total=p.users_total,
+                       of=f"{p.users_total:,}" if p.users_total is not None else "?")
+
+        return jobs.wait(group, job.name, poll_interval=1.0, on_progress=update)
+
+
+def _show_batch(ctx: click.Context, job: BatchInferenceJob) -> None:
+    _emit(ctx, job, BATCH_COLUMNS)
+    if job.outputs and not _json_output(ctx):
+        _emit(ctx, [{"output": k, "rows": o.rows, "bytes": o.size_bytes, "uri": o.uri}
+                    for k, o in job.outputs.items()], ["output", "rows", "bytes", "uri"])
+
+
+@batch_inference_jobs.command("create")
+@click.option("--group", "-g", required=True)
+@click.option("--name", "-n", required=True)
+@click.option("--solution", "-s", required=True, help="A next-item or user-tags solution.")
+@click.option("--version", "-v", "version", default="latest", show_default=True,
+              help=f"An ACTIVE version. {VERSION_HELP}")
+@click.option("--num-results", "-k", type=int, default=25, show_default=True, help="Items or tags per user.")
+@click.option("--user", "-u", "users", multiple=True,
+              help="A user to answer (repeatable; default: every user the version trained on).")
+@click.option("--users-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A file of users to answer, one id per line.")
+@click.option("--segment-size", type=int, default=None,
+              help="user-tags: users kept per tag in the segments (default 100).")
+@click.option("--wait/--no-wait", default=True, help="Wait for the job, showing progress.")
+@click.pass_context
+def bij_create(ctx: click.Context, group: str, name: str, solution: str, version: str, num_results: int,
+               users: tuple[str, ...], users_file: str | None, segment_size: int | None, wait: bool) -> None:
+    """Answer every user (or the given ones) with a solution version, into Parquet outputs."""
+    chosen = list(users)
+    if users_file:
+        chosen += [line.strip() for line in Path(users_file).read_text().splitlines() if line.strip()]
+    client = _client(ctx)
+    job = client.batch_inference_jobs.create(group, name=name, solution=solution, solution_version=version,
+                                             num_results=num_results, users=chosen or None,
+                                             segment_size=segment_size)
+    if wait:
+        job = _wait_batch(client, group, job, not _json_output(ctx))
+        _say(f"download: tagrec batch-inference-jobs download -g {group} {name} answers")
+    _show_batch(ctx, job)
+
+
+@batch_inference_jobs.command("list")
+@click.option("--group", "-g", required=True)
+@click.pass_context
+def bij_list(ctx: click.Context, group: str) -> None:
+    """List the batch inference jobs of a group."""
+    _emit(ctx, _client(ctx).batch_inference_jobs.list(group), BATCH_COLUMNS)
+
+
+@batch_inference_jobs.command("describe")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def bij_describe(ctx: click.Context, group: str, name: str) -> None:
+    """Show one batch inference job and its outputs."""
+    _show_batch(ctx, _client(ctx).batch_inference_jobs.retrieve(group, name))
+
+
+@batch_inference_jobs.command("delete")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.pass_context
+def bij_delete(ctx: click.Context, group: str, name: str) -> None:
+    """Delete a batch inference job and its outputs (refused while it runs)."""
+    _client(ctx).batch_inference_jobs.delete(group, name)
+    console.print(f"deleted batch inference job {name}")
+
+
+@batch_inference_jobs.command("download")
+@click.option("--group", "-g", required=True)
+@click.argument("name")
+@click.argument("which", metavar="[OUTPUT]", type=click.Choice(["answers", "segments"]), default="answers",
+                required=False)
+@click.option("--dest", "-d", type=click.Path(), default=".", show_default=True,
+              help="A file, or a folder to save NAME-OUTPUT.parquet in.")
+@click.pass_context
+def bij_download(ctx: click.Context, group: str, name: str, which: str, dest: str) -> None:
+    """Save OUTPUT of an ACTIVE job as a Parquet file: answers (the default) or, for user-tags,
+    segments (tag → top users)."""
+    path = _client(ctx).batch_inference_jobs.download(group, name, output=which, dest=dest)
+    _emit(ctx, {"output": which, "path": str(path), "bytes": path.stat().st_size},
+          ["output", "path", "bytes"])
 
 
 # ---- quickstart ----
