@@ -1,0 +1,217 @@
+"""Batch inference without Ray: the segment builder by hand, and the job run in this process over a
+local-folder store holding what a finished version leaves (a tag-popularity artifact fitted here,
+the interactions snapshot it trained on, the ACTIVE record): the answers are the predictor's for
+each user's history, the segments their inverse, an unknown user is flagged, and a job that fails
+(mid-way too) publishes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from recipes import get_recipe
+from recipes.base import Query, save_artifact
+from sdk.types import MAX_NUM_RESULTS, RecommendRequest, TagsRequest
+from store import Keys, Store, StoreConfig, now_iso
+from store.snapshots import SnapshotWriter, new_snapshot_id, publish
+from store.tables import arrow_schema
+from tests.unit.test_user_item_tags import SCHEMA, SCHEMAS, hetrec_like
+from training_jobs import batch_inference
+from training_jobs.batch_inference import SEGMENTS_SCHEMA, build_segments, run_batch_inference
+from training_jobs.loop import fit_in_process
+
+T, G, S, V = "t", "g", "profiles", "v-0000000000000001"
+
+
+def _rows(*rows: tuple[str, str, float | None]) -> pa.Table:
+    tags, users, scores = zip(*rows)
+    return pa.table({"tag": pa.array(tags, pa.string()), "user_id": pa.array(users, pa.string()),
+                     "score": pa.array(scores, pa.float64())})
+
+
+def test_segments_by_hand() -> None:
+    rows = _rows(("b", "u1", 2.0), ("a", "u1", 0.5), ("a", "u3", 0.9), ("a", "u4", None), ("a", "u2", 0.9))
+    got = build_segments(rows, 3)
+    assert got.schema == SEGMENTS_SCHEMA
+    # best score first, a tie by user id, no score last (here cut off at 3), ranks per tag from 1
+    assert got.to_pylist() == [
+        {"tag": "a", "rank": 1, "user_id": "u2", "score": 0.9},
+        {"tag": "a", "rank": 2, "user_id": "u3", "score": 0.9},
+        {"tag": "a", "rank": 3, "user_id": "u1", "score": 0.5},
+        {"tag": "b", "rank": 1, "user_id": "u1", "score": 2.0}]
+    assert build_segments(rows, 10).column("user_id").to_pylist() == ["u2", "u3", "u1", "u4", "u1"]
+    assert build_segments(rows.slice(0, 0), 3).num_rows == 0
+
+
+def test_segments_of_parts_are_the_segments_of_the_whole() -> None:
+    """The job cuts its segments down as answers stream in: the top users of (the top users of a
+    first part) + a second part are the top users of both parts."""
+    rng = np.random.default_rng(3)
+    n = 5000
+    rows = _rows(*zip([f"t{i}" for i in rng.integers(40, size=n)], [f"u{i}" for i in range(n)],
+                      rng.integers(0, 20, size=n) / 4.0))
+    whole = build_segments(rows, 7)
+    parts = build_segments(pa.concat_tables([build_segments(rows.slice(0, 1234), 7).drop(["rank"]),
+                                             rows.slice(1234)]), 7)
+    assert parts.equals(whole)
+    assert max(whole.column("rank").to_pylist()) == 7
+
+
+def test_streamed_segments_leave_fallback_answers_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_inference, "_COMPACT_ROWS", 3)  # cut down after every few rows
+    segments = batch_inference._Segments(2)
+    answers = [_rows(("a", "u1", 1.5), ("b", "u1", 1.2)), _rows(("a", "u2", 0.3), ("b", "u2", 0.2)),
+               _rows(("a", "u3", 1.9), ("c", "u3", 1.1))]
+    for i, part in enumerate(answers):
+        segments.add(part.append_column("fallback", pa.array([i == 1] * part.num_rows)))
+    assert [(r["tag"], r["user_id"]) for r in segments.table().to_pylist()] == [
+        ("a", "u3"), ("a", "u1"), ("b", "u1"), ("c", "u3")]
+
+
+def test_a_batch_asks_for_at_most_what_a_campaign_request_may() -> None:
+    for model in (RecommendRequest, TagsRequest):
+        assert model.model_json_schema()["properties"]["num_results"]["maximum"] == MAX_NUM_RESULTS
+
+
+# ---- the job, in process ----------------------------------------------------------------------
+
+@dataclass
+class World:
+    store: Store
+    keys: Keys
+    table: pa.Table
+    artifact: Path
+    snapshot_id: str
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("batch")
+    store = Store(StoreConfig(uri=f"file://{root / 'store'}"))
+    keys = Keys(T)
+    table = hetrec_like(seed=5, n_users=60, n_items=40, n_events=1500).cast(arrow_schema(SCHEMA))
+    snapshot_id = new_snapshot_id()
+    writer = SnapshotWriter(store.backend, keys, G, "interactions", snapshot_id, arrow_schema(SCHEMA))
+    writer.write(table.combine_chunks().to_batches()[0])
+    publish(store.backend, keys, G, "interactions", snapshot_id, writer.close(), writer.rows,
+            SCHEMA.model_dump(mode="json", by_alias=True), "full")
+    spec = get_recipe("tag-popularity")
+    config, featurizer, model = fit_in_process(spec, {}, {k: table for k in SCHEMAS}, schemas=SCHEMAS)
+    artifact = root / "model"
+    save_artifact(artifact, spec, config, featurizer, model)
+    shutil.copytree(artifact, store.backend.path(f"{keys.version(G, S, V)}/model"))
+    store.registry.create(keys.version_record(G, S, V), {
+        "name": V, "dataset_group": G, "solution": S, "recipe": "tag-popularity", "status": "ACTIVE",
+        "snapshots": {"interactions": snapshot_id}, "created_at": now_iso(), "updated_at": now_iso()})
+    yield World(store, keys, table, artifact, snapshot_id)
+
+
+def _job(w: World, name: str, users: list[str] | None = None, **fields: Any) -> None:
+    if users is not None:
+        w.store.backend.put(w.keys.batch_inference_users(G, name), json.dumps(users).encode())
+    w.store.registry.create(w.keys.batch_inference_job(G, name), {
+        "name": name, "dataset_group": G, "solution": S, "solution_version": V, "recipe": "tag-popularity",
+        "task": "user-tags", "num_results": 5, "segment_size": 4,
+        "users_given": None if users is None else len(users), "status": "CREATE_PENDING",
+        "progress": {"users_done": 0, "users_total": None}, "outputs": {}, "created_at": now_iso(),
+        "updated_at": now_iso(), **fields})
+
+
+def _output(w: World, doc: dict[str, Any], output: str) -> list[dict[str, Any]]:
+    key = w.keys.batch_inference_output(G, doc["name"], doc["run"], output)
+    table = pq.read_table(w.store.backend.path(key))
+    assert table.num_rows == doc["outputs"][output]["rows"]
+    return table.to_pylist()
+
+
+def _histories(table: pa.Table, keep: int) -> dict[str, list[tuple[Any, ...]]]:
+    """Each user's latest events, built by hand from the table (as the campaign's history holds them)."""
+    by_user: dict[str, list[tuple[Any, ...]]] = {}
+    for r in sorted(table.to_pylist(), key=lambda r: r["timestamp"]):
+        by_user.setdefault(r["user_id"], []).append(
+            (r["item_id"], r["timestamp"].timestamp(), r["event_type"], None, tuple(r["tags"])))
+    return {u: events[-keep:] for u, events in by_user.items()}
+
+
+def test_every_users_answer_and_the_segments(world: World) -> None:
+    _job(world, "all")
+    doc = run_batch_inference(world.store, T, G, "all")
+    assert doc["status"] == "ACTIVE", doc.get("failure_reason")
+    assert doc["snapshot_id"] == world.snapshot_id and set(doc["outputs"]) == {"answers", "segments"}
+    predictor = get_recipe("tag-popularity").predictor_cls.load(world.artifact)
+    histories = _histories(world.table, predictor.max_history)  # what the predictor reads
+    assert doc["progress"] == {"users_done": len(histories), "users_total": len(histories)}
+    answers = _output(world, doc, "answers")
+    users = sorted(histories)
+    assert list(dict.fromkeys(r["user_id"] for r in answers)) == users  # every user, sorted
+    expected = predictor.predict_batch([Query(history=histories[u], user_id=u, time=doc["as_of"],
+                                              num_results=5) for u in users])
+    by_user: dict[str, list[tuple[str, float, bool]]] = {}
+    for r in answers:
+        assert r["rank"] == len(by_user.setdefault(r["user_id"], [])) + 1
+        by_user[r["user_id"]].append((r["tag"], r["score"], r["fallback"]))
+    assert by_user == {u: [(t, s, a.fallback) for t, s in a.ranked] for u, a in zip(users, expected)}
+    # segments: per tag, the users whose answer holds it, best first, at most segment_size
+    inverse: dict[str, list[tuple[float, str]]] = {}
+    for r in answers:
+        if not r["fallback"]:
+            inverse.setdefault(r["tag"], []).append((-r["score"], r["user_id"]))
+    segments = _output(world, doc, "segments")
+    assert [(r["tag"], r["rank"], r["user_id"], r["score"]) for r in segments] == [
+        (tag, rank, user, -neg) for tag in sorted(inverse)
+        for rank, (neg, user) in enumerate(sorted(inverse[tag])[:4], 1)]
+
+
+def test_a_list_of_users_with_an_unknown_one(world: World) -> None:
+    known = sorted(_histories(world.table, 1))[:3]
+    _job(world, "some", users=[known[2], "nobody-knows-me", known[0], known[2]])
+    doc = run_batch_inference(world.store, T, G, "some")
+    assert doc["status"] == "ACTIVE", doc.get("failure_reason")
+    answers = _output(world, doc, "answers")
+    assert list(dict.fromkeys(r["user_id"] for r in answers)) == [known[2], "nobody-knows-me", known[0]]
+    assert {r["user_id"] for r in answers if r["fallback"]} == {"nobody-knows-me"}
+    assert "nobody-knows-me" not in {r["user_id"] for r in _output(world, doc, "segments")}
+
+
+def _files(w: World, job: str) -> list[str]:
+    return list(w.store.backend.list(w.keys.batch_inference_files(G, job)))
+
+
+def test_a_job_whose_snapshot_is_gone_fails_and_publishes_nothing(world: World) -> None:
+    trained = world.store.registry.read(world.keys.version_record(G, S, V))
+    world.store.registry.create(world.keys.version_record(G, S, "v-gone"), {
+        **trained, "name": "v-gone", "snapshots": {"interactions": "20200101T000000-x"}})
+    _job(world, "gone", solution_version="v-gone")
+    doc = run_batch_inference(world.store, T, G, "gone")
+    assert doc["status"] == "CREATE_FAILED" and "snapshot 20200101T000000-x" in doc["failure_reason"]
+    assert doc["outputs"] == {} and _files(world, "gone") == []
+
+
+def test_a_job_that_crashes_mid_way_publishes_nothing(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    cls = get_recipe("tag-popularity").predictor_cls
+    calls = []
+    real = cls.predict_batch
+
+    def flaky(self: Any, queries: Any) -> Any:
+        calls.append(len(queries))
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return real(self, queries)
+
+    monkeypatch.setattr(batch_inference, "CHUNK_USERS", 10)
+    monkeypatch.setattr(cls, "predict_batch", flaky)
+    _job(world, "crash")
+    doc = run_batch_inference(world.store, T, G, "crash")
+    assert len(calls) == 3
+    assert doc["status"] == "CREATE_FAILED" and doc["failure_reason"] == \
+        "batch inference failed: RuntimeError: boom"
+    assert doc["outputs"] == {} and "run" not in doc and _files(world, "crash") == []
