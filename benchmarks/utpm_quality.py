@@ -67,7 +67,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "utpm-paper-negatives": ("utpm", {"sampled_negatives": 0}),  # only the data's own negatives
     "utpm-10cuts": ("utpm", {"cuts_per_user": 10}),  # more training samples per user
     "utpm-tied": ("utpm", {"tie_tag_embeddings": True}),  # output tags = liked-tag input table
-    "utpm-clicked-first": ("utpm", {"clicked_tags_first": True}),  # §1's candidate selection
+    # every variant ranks the user's clicked tags first (§1's candidate selection, the default); these
+    # rank the whole vocabulary by u·t alone
+    "utpm-all-tags": ("utpm", {"clicked_tags_first": False}),
+    "youtube-dnn-all-tags": ("utpm", {"fusion": "average", "loss": "separate", "clicked_tags_first": False}),
     # the former default: uniformly drawn negative tags (every user got the same top tags)
     "youtube-dnn-uniform-neg": ("utpm", {"fusion": "average", "loss": "separate",
                                          "negative_sampling": "tags"}),
@@ -191,6 +194,8 @@ def main() -> None:
     parser.add_argument("--validation-fraction", type=float, default=0.1,
                         help="share of the training users that picks the best epoch; 0: every model "
                              "trains --epochs epochs on the whole training part")
+    parser.add_argument("--patience", type=int, default=2,
+                        help="epochs without a better validation score before a model stops")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--holdout-last", type=int, default=10)
@@ -213,7 +218,7 @@ def main() -> None:
         parser.error(f"unknown variant(s) {unknown}; valid: {', '.join(VARIANTS)}")
     tables, schemas, data = load(args.movielens, None if args.tags == "genres" else Path(args.tags))
     evaluation = {"test_fraction": args.test_fraction, "holdout_last": args.holdout_last, "min_test_users": 1,
-                  "validation_fraction": args.validation_fraction, "patience": 2}
+                  "validation_fraction": args.validation_fraction, "patience": args.patience}
     t0 = time.perf_counter()
     result = run(tables, schemas, [int(s) for s in args.seeds.split(",")], variants, epochs=args.epochs,
                  threads=args.threads, evaluation=evaluation, protocol_name=args.protocol)

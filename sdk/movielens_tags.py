@@ -52,8 +52,9 @@ def item_tags(folder: str | Path, item_ids: pa.Array, *, top_tags: int = 3,
     if top_tags < 1 or min_tag_movies < 1:
         raise ValueError(f"top_tags and min_tag_movies must be >= 1, got {top_tags}, {min_tag_movies}")
     base = Path(folder)
-    files = {n: hetrec._find(base, n) for n in ("movie_tags.dat", "tags.dat")}
-    missing = [n for n, p in files.items() if p is None]
+    found = {n: hetrec._find(base, n) for n in ("movie_tags.dat", "tags.dat")}
+    files = {n: p for n, p in found.items() if p is not None}
+    missing = [n for n in found if n not in files]
     if missing:
         raise ValueError(f"{str(base)!r} lacks {' and '.join(missing)} (optionally .gz): "
                          "expected a HetRec 2011 MovieLens-2k folder")

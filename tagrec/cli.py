@@ -1264,10 +1264,13 @@ def bij_download(ctx: click.Context, group: str, name: str, which: str, dest: st
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
 @click.option("--evaluation", "evaluation_mode", default=None,
               help="The offline evaluation protocol (default: the recipe's first), e.g. item-cold-start.")
+@click.option("--tags-from", "tags_from", default=None, metavar="PATH",
+              help="With movielens:PATH and a user-tags recipe (utpm): a HetRec 2011 MovieLens-2k "
+                   "folder whose tags join the movies (default: the genres are the tags).")
 @click.option("--keep", is_flag=True, help="Keep the dataset group afterwards.")
 @click.pass_context
 def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str | None,
-               sets: tuple[str, ...], evaluation_mode: str | None, keep: bool) -> None:
+               sets: tuple[str, ...], evaluation_mode: str | None, tags_from: str | None, keep: bool) -> None:
     """The whole path on the local platform: data → import → train → metrics next to the task's
     baseline → deploy a campaign → the task's demo (for next-item: real-time events change the
     answer) → latency → clean up."""
@@ -1289,7 +1292,7 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     with tempfile.TemporaryDirectory(prefix="tagrec-quickstart-") as tmp:
         t = time.perf_counter()
         try:
-            prepared = qs.prepare(data, tmp, seed=seed)
+            prepared = qs.prepare(data, tmp, seed=seed, task=task, tags_from=tags_from)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--data") from None
         timings["prepare_s"] = time.perf_counter() - t
@@ -1370,6 +1373,9 @@ def _print_demo(task: Any, sv: dict[str, Any]) -> None:
     elif task == TaskId.USER_TAGS:
         for user, tags in sv["profiles"].items():
             out.print(f"tag profile of user {user}: {', '.join(t for t, _ in tags[:10])}")
+        if sv["events"]:
+            out.print(f"user {sv['user']} rates {', '.join(e['item_id'] for e in sv['events'])} 5 stars; "
+                      f"the profile at the next request: {', '.join(t for t, _ in sv['after'][:10])}")
         out.print(f"an unknown user gets the fallback: {sv['unknown_user_fallback']}")
     elif task == TaskId.ITEM_TAGS:
         for user, tags in sv["tags_for_users"].items():

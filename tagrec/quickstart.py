@@ -7,12 +7,14 @@ recipe fits them by default:
 |---|---|---|
 | `synthetic` | seeded interactions, items, users | hrnn-meta (next-item) |
 | `movielens:PATH` | ml-100k / ml-1m / ml-latest | hrnn-meta (next-item) |
+| `movielens:PATH`, user-tags recipe | + item tags (HetRec's with `tags_from`, else genres) | (utpm) |
 | `hetrec:PATH` | HetRec 2011 tag assignments + item metadata | tag-popularity (user-tags) |
 | `stackexchange:PATH` | Stack Exchange posts: text + tags | tag-cooccurrence (tag-set) |
 | `intents:PATH` | intent corpus → simulated support sessions | session-tag-popularity (session-tags) |
 
 `demo(task, client, group, campaign, sample)` shows what a campaign of the task answers (a user's
-next items before and after real-time events; a user's tag profile; an item's tags ranked for two
+next items before and after real-time events; a user's tag profile before and after new ratings
+(UTPM's fields are rebuilt at each request); an item's tags ranked for two
 users; the tags of posts next to their true ones; the next tags along a support session) and
 times 100 sequential requests. Only the SDK is used (no torch, no ray).
 """
@@ -43,9 +45,23 @@ class Prepared:
     notes: dict[str, Any]
 
 
-def prepare(data: str, out_dir: str | Path, seed: int = 0) -> Prepared:
-    """Dataset files for `--data` (see the module docstring); ValueError on an unknown spec."""
+def prepare(data: str, out_dir: str | Path, seed: int = 0, task: TaskId | None = None,
+            tags_from: str | Path | None = None) -> Prepared:
+    """Dataset files for `--data` (see the module docstring); ValueError on an unknown spec.
+
+    A MovieLens folder for a user-tags recipe (`task`) gets item tags (`sdk.movielens_tags`): a
+    HetRec MovieLens-2k folder's (`tags_from`), else the genres.
+    """
     kind, _, path = data.partition(":")
+    if tags_from is not None and not (kind == "movielens" and task == TaskId.USER_TAGS):
+        raise ValueError("tags_from joins HetRec tags to movielens:PATH for a user-tags recipe (e.g. utpm), "
+                         f"not to {kind!r} data for task {task.value if task else None!r}")
+    if kind == "movielens" and path and task == TaskId.USER_TAGS:
+        from sdk import movielens_tags
+
+        tagged = movielens_tags.convert(path, out_dir, tags_from=tags_from)
+        return Prepared(kind, dict(tagged.paths), dict(tagged.schemas),
+                        {"tags": "hetrec" if tags_from is not None else "genres"})
     if kind == "synthetic" and not path:
         from sdk.synthetic import generate
 
@@ -92,6 +108,20 @@ def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
         "organisations": list(dict.fromkeys(r["organisation"] for r in inter + items
                                             if r.get("organisation"))),
     }
+    if u and i and out["users"]:  # items the first user has not rated, with their tags (user-tags demo)
+        known_tags: dict[str, list[str]] = {}
+        item_tag_col = col(DatasetKind.ITEMS, Role.ITEM_ID), col(DatasetKind.ITEMS, Role.TAGS)
+        for r in items if all(item_tag_col) else []:
+            known_tags.setdefault(str(r[item_tag_col[0]]), list(r.get(item_tag_col[1]) or []))
+        for r in inter:
+            if t and r.get(i) is not None and r.get(t):
+                known_tags.setdefault(str(r[i]), list(r[t]))
+        seen = {r[i] for r in inter if r.get(u) == out["users"][0]}
+        fresh = [x for x in reversed(out["items"]) if x not in seen and (known_tags.get(x) or not known_tags)]
+        out["new_ratings"] = [{"item_id": x, **({"tags": known_tags[x][:50]} if known_tags.get(x) else {})}
+                              for x in fresh[:3]]
+        types = [r.get("event_type") for r in inter if r.get("event_type")]
+        out["event_type"] = types[0] if types else None
     if u and i:  # users of the most tagged item (item-tags)
         by_item: dict[str, list[str]] = {}
         for r in inter:
@@ -140,8 +170,16 @@ def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[st
         users = facts["users"]
         profiles = {u: [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=u).tags]
                     for u in users[:2]}
-        return {"profiles": profiles, "unknown_user_fallback":
-                c.recommend_tags(group, campaign, user_id="quickstart-nobody").fallback,
+        user, ratings = users[0], facts.get("new_ratings") or []
+        now = time.time()
+        if ratings:  # the first user rates three more items 5 stars: the profile moves at the next request
+            client.events.put(group, user_id=user, session_id="quickstart", events=[
+                {**r, "event_id": f"quickstart-{k}", "event_type": facts.get("event_type") or "rating",
+                 "event_value": 5.0, "timestamp": now + k} for k, r in enumerate(ratings)])
+        after = [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=user).tags]
+        return {"profiles": profiles, "user": user, "events": ratings, "after": after,
+                "unknown_user_fallback":
+                    c.recommend_tags(group, campaign, user_id="quickstart-nobody").fallback,
                 **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)]))}
     if task == TaskId.ITEM_TAGS:
         item, users = facts.get("tagged_item"), facts.get("its_users") or facts["users"]

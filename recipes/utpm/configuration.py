@@ -123,9 +123,11 @@ class UtpmConfig(BaseModel):
         description="'joint': eq. 4, sigmoid of the sum of u·t over the item's tags; 'separate': each "
                     "tag its own BCE sample (§4.4's ablation).")
     clicked_tags_first: bool = Field(
-        default=False,
+        default=True,
         description="Rank the tags the user clicked (in liked items) first, by u·t, then the others: the "
-                    "candidate selection step of §1 (Fig. 1). False ranks every tag by u·t alone (§4.1).")
+                    "candidate selection step of §1 (Fig. 1: the user's clicked tags are collected, the "
+                    "model scores them). False ranks every tag by u·t alone. Default True: without it "
+                    "every MovieLens test user got nearly the same top tags (benchmarks/utpm_quality.py).")
     # --- optimization -----------------------------------------------------------------------
     epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training samples.")
     batch_size: int = Field(default=128, ge=1, le=65_536, description="Training samples per batch.")

@@ -59,7 +59,8 @@ class EvaluationConfig(_Model):
                     "posts (tag-set) or the sessions (session-tags).")
     min_test_users: int = Field(
         default=300, ge=1, le=1_000_000,
-        description="At least this many test users when the data allow (the validation split too).")
+        description="At least this many test users when the data allow (the validation split too); "
+                    "not user-split, whose test users leave training whole (its share is exact).")
     holdout_last: int = Field(
         default=10, ge=1, le=1000, description="Most recent interactions held out per test user."
     )

@@ -120,3 +120,19 @@ def test_user_split_is_registered_and_evaluates_the_baseline() -> None:
     # a's own tags x, y come first: z is not among them; b's own x is relevant at rank 1.
     assert report["model"]["hit@1"] == pytest.approx(0.5)
     assert set(report["baselines"]) == {"tag-popularity"}
+
+
+def test_user_split_holds_out_its_share_only_whatever_min_test_users() -> None:
+    """Test users leave training whole: the platform's default floor of 300 test users once held
+    out all 100 users here (and, on movielens-latest-small, 300 of 610, then 288 of the rest for
+    validation: the evaluated model trained on 22 users)."""
+    rows = [(f"u{u}", f"i{e}", float(e), 5.0, [f"t{(u + e) % 5}"]) for u in range(100) for e in range(10)]
+    protocol = get_protocol("user-split")
+    cfg = EvaluationConfig(mode="user-split")  # test_fraction 0.1, min_test_users 300
+    split = protocol.split({DatasetKind.INTERACTIONS: ratings(rows)}, SCHEMAS, cfg)
+    assert split.description["test_users"] == 10 and split.description["train_events"] == 900
+    validation = protocol.validation_split(split.train, SCHEMAS, cfg)
+    assert validation.description["test_users"] == 9 and validation.description["train_events"] == 810
+    one = protocol.split({DatasetKind.INTERACTIONS: ratings(rows[:20])}, SCHEMAS,
+                         cfg.model_copy(update={"test_fraction": 1.0}))
+    assert one.description["test_users"] == 1 and one.description["train_events"] == 10  # one trains

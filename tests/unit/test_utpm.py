@@ -398,9 +398,10 @@ def test_clicked_tags_first_ranks_the_users_clicked_tags_before_the_others(predi
     tables, p = predictor
     h = history(tables, "u4")
     clicked = {t for e in h if e[3] >= 3.5 for t in (e[4] or ())}
-    first = type(p)(p.config.model_copy(update={"clicked_tags_first": True}), p.featurizer, p.model)
+    assert p.config.clicked_tags_first  # the default (§1's candidate selection)
+    every = type(p)(p.config.model_copy(update={"clicked_tags_first": False}), p.featurizer, p.model)
     plain, ranked = (x.predict_batch([Query(history=h, user_id="u4", num_results=len(clicked) + 5)])[0]
-                     for x in (p, first))
+                     for x in (every, p))
     assert set(ranked.ids[:len(clicked)]) == clicked and not set(ranked.ids[len(clicked):]) & clicked
     by_model = [t for t in plain.ids if t in clicked]  # the clicked tags keep the model's order
     assert ranked.ids[:len(by_model)] == by_model
@@ -408,7 +409,8 @@ def test_clicked_tags_first_ranks_the_users_clicked_tags_before_the_others(predi
 
 def test_popularity_negatives_follow_the_clicks_and_the_predictor_adds_log_q(predictor) -> None:
     tables, p = predictor
-    config = p.config.model_copy(update={"negative_sampling": "popularity", "sampled_negatives": 20})
+    config = p.config.model_copy(update={"negative_sampling": "popularity", "sampled_negatives": 20,
+                                         "clicked_tags_first": False})
     f = p.featurizer
     q = negative_distribution(f.tag_counts)
     assert q == pytest.approx((f.tag_counts[1:] + 1) / (f.tag_counts[1:] + 1).sum())

@@ -256,8 +256,10 @@ def user_split(interactions: pa.Table, cols: Mapping[str, str | None], config: E
     are the query's history; the newest ones are held out, and their positive events (carrying
     tags, with no value or a value of at least `POSITIVE_VALUE`) give the relevant tags. Users
     with 2+ events and a positive tagged event among their newest part are eligible;
-    ``round(test_fraction * eligible)`` are drawn, but at least ``min(min_test_users, eligible)``.
-    Every event of the other users (and rows without a user) trains.
+    ``round(test_fraction * eligible)`` are drawn (at least 1; never every user). `min_test_users`
+    does not apply: a test user leaves training whole, so a floor of 300 would take half of a
+    600-user dataset's training users (and the validation split, drawn the same way from the rest,
+    most of the others). Every event of the other users (and rows without a user) trains.
 
     Raises:
         InsufficientData: If a needed column is missing or no user is eligible.
@@ -293,8 +295,8 @@ def user_split(interactions: pa.Table, cols: Mapping[str, str | None], config: E
         raise InsufficientData(
             f"no user has a positive tagged event among the newest {1 - FIELD_FRACTION:.0%} of 2+ events "
             f"(of {n_users} users), so none can be held out for evaluation")
-    n_test = int(round(config.test_fraction * len(eligible)))
-    n_test = min(len(eligible), max(n_test, min(config.min_test_users, len(eligible)), 1))
+    n_test = max(int(round(config.test_fraction * len(eligible))), 1)
+    n_test = min(n_test, len(eligible), max(n_users - 1, 1))  # a user is left to train on
     chosen = np.sort(np.random.default_rng(config.seed).choice(eligible, size=n_test, replace=False))
     is_test = np.zeros(n_users + 1, dtype=bool)  # the last slot: rows without a user
     is_test[chosen] = True
@@ -313,13 +315,12 @@ def user_split(interactions: pa.Table, cols: Mapping[str, str | None], config: E
     description = {
         "protocol": protocol,
         "rule": (f"a seeded random {config.test_fraction:g} of the users with a positive tagged event "
-                 f"among the newest {1 - FIELD_FRACTION:.0%} of their events (at least "
-                 f"{config.min_test_users} when available) are held out of training whole; each asks, "
+                 f"among the newest {1 - FIELD_FRACTION:.0%} of their events are held out of training "
+                 f"whole; each asks, "
                  f"at the time of its first newest event, from the oldest {FIELD_FRACTION:.0%} of its "
                  f"events (all ratings); relevant: the tags of its newest events rated at least "
                  f"{POSITIVE_VALUE:g} (or with no value) (UTPM §4.1)"),
         "fraction": config.test_fraction,
-        "min_users": config.min_test_users,
         "field_fraction": FIELD_FRACTION,
         "positive_value": POSITIVE_VALUE,
         "seed": config.seed,
