@@ -220,7 +220,7 @@ def run_batch_inference(store: Store, tenant: str, group: str, job: str, *,
         version = _version(store, keys, group, doc)
         spec = get_recipe(version["recipe"])
         if spec.task.value not in _VERBS:
-            raise BatchFailed(f"solution {doc['solution']!r} is a {spec.task.value} solution: batch "
+            raise BatchFailed(f"solution {doc['solution']!r} is of task {spec.task.value}: batch "
                               f"inference answers next-item and user-tags solutions")
         snapshot_id = (version.get("snapshots") or {}).get("interactions")
         if not snapshot_id:

@@ -107,12 +107,12 @@ def create_batch_inference_job(group: Name, body: Strict[BatchInferenceJobCreate
                                          f"{group!r}", "solution") from None
     task = get_recipe(solution["recipe"]).task.value
     if task not in BATCH_TASKS:
-        raise ApiError(400, "invalid_input", f"solution: {body.solution!r} is a {task} solution; batch "
-                       f"inference answers next-item and user-tags solutions (a {task} job would need "
+        raise ApiError(400, "invalid_input", f"solution: {body.solution!r} is of task {task}; batch "
+                       f"inference answers next-item and user-tags solutions (for {task} it would need "
                        f"{_NEEDS.get(task, 'other input than users')})", "solution")
     if body.segment_size is not None and task != "user-tags":
         raise ApiError(400, "invalid_input", f"segment_size: only user-tags jobs build segments (tag → top "
-                       f"users); {body.solution!r} is a {task} solution", "segment_size")
+                       f"users); {body.solution!r} is of task {task}", "segment_size")
     version = _target_version(ctx, keys, group, body.solution, body.solution_version)
     users = list(dict.fromkeys(body.users)) if body.users else None
     doc = {"name": body.name, "dataset_group": group, "solution": body.solution,
