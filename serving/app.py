@@ -80,7 +80,7 @@ def create_app(store: Store, submit_import: JobSubmitter, *,
     # The routers' routes, in order, as the app's own: `include_router` would put one opaque node
     # per router in `app.routes` (FastAPI >= 0.137), and the 405 handler below reads the routes.
     app = FastAPI(title="tagrec control plane", version="0.1.0", redirect_slashes=False,
-                  description="Datasets, recipes, training and campaigns, per tenant.",
+                  description="Datasets, recipes, training, campaigns and batch inference, per tenant.",
                   docs_url=None, redoc_url=None, routes=[r for router in ROUTERS for r in router.routes])
     deployments = deployments or Deployments(store)
     app.state.context = Context(store, submit_import, submit_version, is_tracked, deployments,

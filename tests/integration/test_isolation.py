@@ -25,6 +25,10 @@ set ACTIVE in the store as a finished training job leaves it. The campaign is th
 ends CREATE_FAILED at once (it runs on Ray Serve, which this platform has not): a real campaign
 record, enough to address it; updating it is a 409 (only an ACTIVE campaign can be updated).
 
+Batch inference jobs: like versions, they run on Ray, so one created here ends CREATE_FAILED at
+once (a real record); A's world job is then made ACTIVE in the store with an answers file, as a
+finished Ray job leaves it, so its output can be downloaded.
+
 Events: the event log runs in this process; accepted events are written to the group's
 write-ahead log in the store and flushed into the interactions dataset within seconds. Tests
 that put events wait for that flush, so no write lands during a later test's "nothing was
@@ -51,6 +55,8 @@ from urllib.parse import quote, urlparse
 
 import httpcore
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from serving.app import create_app
@@ -66,6 +72,10 @@ VER = SOL + "/{solution}/versions"
 CAMP = G + "/{group}/campaigns"
 CAMP_ONE = CAMP + "/{campaign}"
 EVENTS = G + "/{group}/events"
+BIJ = G + "/{group}/batch-inference-jobs"
+BIJ_ONE = BIJ + "/{job}"  # the batch job (Names.batch; Names.job is an import job)
+BIJ_OUT = BIJ_ONE + "/outputs/{output}"
+PARQUET = "application/vnd.apache.parquet"
 RECIPE = "hrnn-meta"
 CSV = ("user_id,item_id,timestamp,event_type,event_value\n"
        + "".join(f"u{i % 5},i{i % 9},{1_700_000_000 + i},click,1\n" for i in range(30))).encode()
@@ -196,6 +206,34 @@ def make_campaign(http: httpx.Client, key: str, group: str, solution: str, versi
     return name
 
 
+def make_batch(http: httpx.Client, key: str, group: str, solution: str, version: str,
+               name: str | None = None) -> str:
+    """A new batch inference job of an ACTIVE version (it ends CREATE_FAILED at once: it runs on
+    Ray); its name."""
+    name = name or unique("bij")
+    r = http.post(f"{G}/{group}/batch-inference-jobs", headers=bearer(key),
+                  json={"name": name, "solution": solution, "solution_version": version})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "CREATE_FAILED" and "Ray" in r.json()["failure_reason"], r.text
+    return name
+
+
+def finish_batch(platform: Platform, group: str, job: str) -> bytes:
+    """A's job made ACTIVE with an answers file in the store, as a finished Ray job leaves it; the
+    file's bytes."""
+    store, keys = Store(StoreConfig.from_env(platform.store_uri)), Keys("tenant-a")
+    run = "run-0123456789abcdef"
+    key = keys.batch_inference_output(group, job, run, "answers")
+    with store.backend.open_output(key) as out:
+        pq.write_table(pa.table({"user_id": ["u1"], "rank": pa.array([1], pa.int32()), "item_id": ["i1"],
+                                 "score": [1.0], "fallback": [False]}), out)
+    data = Path(store.backend.path(key)).read_bytes()
+    store.registry.update(keys.batch_inference_job(group, job), lambda d: {
+        **d, "status": "ACTIVE", "failure_reason": None, "run": run, "updated_at": now_iso(),
+        "outputs": {"answers": {"rows": 1, "size_bytes": len(data), "uri": f"{platform.store_uri}/{key}"}}})
+    return data
+
+
 def events_body(user: str = "u-iso", event_id: str | None = "e-iso", n: int = 1) -> dict[str, Any]:
     """A put-events body of `n` events (event ids `event_id`, `event_id`-1, ... when given)."""
     events = [{"item_id": f"i{i}", "timestamp": 1_700_000_500 + i, "event_type": "click",
@@ -267,12 +305,14 @@ class Names:
     version: str = ""
     recipe: str = RECIPE
     campaign: str = ""
+    batch: str = ""
+    output: str = "answers"
 
     @staticmethod
     def nowhere() -> Names:
         """Names that exist in no tenant, as long as real ones (so answers compare as bytes)."""
         return Names(unique(), unique("job"), uuid.uuid4().hex, solution=unique("sol"),
-                     version=f"v-{uuid.uuid4().hex[:16]}", campaign=unique("camp"))
+                     version=f"v-{uuid.uuid4().hex[:16]}", campaign=unique("camp"), batch=unique("bij"))
 
 
 @dataclass
@@ -280,10 +320,12 @@ class World:
     http: httpx.Client
     platform: Platform
     # tenant A: a group with an interactions dataset (a finished import and one flushed event),
-    # an upload, a solution, an ACTIVE version of it and a (failed) campaign of that version
+    # an upload, a solution, an ACTIVE version of it, a (failed) campaign of that version and an
+    # ACTIVE batch inference job of it
     a: Names
     b_group: str  # tenant B's own group
     baseline: dict[str, Any] = field(default_factory=dict)
+    answers: bytes = b""  # the batch job's answers file
 
     @property
     def root(self) -> Path:
@@ -299,7 +341,8 @@ class World:
                      f"{group}/import-jobs", f"{group}/import-jobs/{a.job}",
                      f"{group}/solutions", solution, f"{solution}/versions",
                      f"{solution}/versions/{a.version}", f"{group}/campaigns",
-                     f"{group}/campaigns/{a.campaign}"):
+                     f"{group}/campaigns/{a.campaign}", f"{group}/batch-inference-jobs",
+                     f"{group}/batch-inference-jobs/{a.batch}"):
             r = self.http.get(path, headers=bearer(key))
             view[path] = (r.status_code, r.json())
         return view
@@ -322,16 +365,19 @@ def world(http: httpx.Client, platform: Platform) -> World:
     version = make_version(http, key, group, solution)
     set_version_active(platform, group, solution, version)
     campaign = make_campaign(http, key, group, solution, version)
+    batch = make_batch(http, key, group, solution, version)
+    answers = finish_batch(platform, group, batch)
     r = http.post(f"{G}/{group}/events", json=events_body("u-world", "e-world"), headers=bearer(key))
     assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0}, r.text
     w = World(http, platform, Names(group, job, upload_id, solution=solution, version=version,
-                                    campaign=campaign),
-              make_group(http, platform.key_b, kind="interactions"))
+                                    campaign=campaign, batch=batch),
+              make_group(http, platform.key_b, kind="interactions"), answers=answers)
     wait_flushed(http, w.root, key, "tenant-a", group, TRAINABLE_ROWS + 1)
     assert store_files(w.root, f"{events_dir('tenant-a', group)}/done"), "no trace of the event"
     w.baseline = w.a_view()
     assert w.baseline[f"{G}/{group}/solutions/{solution}/versions/{version}"][1]["status"] == "ACTIVE"
     assert w.baseline[f"{G}/{group}/campaigns/{campaign}"][1]["status"] == "CREATE_FAILED"
+    assert w.baseline[f"{G}/{group}/batch-inference-jobs/{batch}"][1]["status"] == "ACTIVE"
     return w
 
 
@@ -423,6 +469,12 @@ def _new_campaign(w: World) -> Names:
     return n
 
 
+def _new_batch(w: World) -> Names:
+    """A's new group with a solution, an ACTIVE version and a (failed) batch inference job of it."""
+    n = _new_active_version(w)
+    return replace(n, batch=make_batch(w.http, w.platform.key_a, n.group, n.solution, n.version))
+
+
 def _job_body(n: Names) -> dict[str, Any]:
     return {"name": n.job, "dataset": n.kind, "source": {"upload_id": n.upload_id}}
 
@@ -441,6 +493,14 @@ def _campaign_body(n: Names) -> dict[str, Any]:
 
 def _campaign_path(n: Names) -> str:
     return f"{G}/{n.group}/campaigns/{n.campaign}"
+
+
+def _batch_body(n: Names) -> dict[str, Any]:
+    return {"name": n.batch, "solution": n.solution, "solution_version": n.version}
+
+
+def _batch_path(n: Names) -> str:
+    return f"{G}/{n.group}/batch-inference-jobs/{n.batch}"
 
 
 ENDPOINTS = [
@@ -491,6 +551,13 @@ ENDPOINTS = [
     Endpoint("DELETE", CAMP_ONE, NAMED, lambda n: Call(_campaign_path(n)), fresh=_new_campaign),
     Endpoint("POST", EVENTS, NAMED, lambda n: Call(f"{G}/{n.group}/events", json=events_body()),
              fresh=_new_dataset),
+    Endpoint("POST", BIJ, NAMED,
+             lambda n: Call(f"{G}/{n.group}/batch-inference-jobs", json=_batch_body(n)),
+             fresh=_new_active_version),
+    Endpoint("GET", BIJ, NAMED, lambda n: Call(f"{G}/{n.group}/batch-inference-jobs")),
+    Endpoint("GET", BIJ_ONE, NAMED, lambda n: Call(_batch_path(n))),
+    Endpoint("DELETE", BIJ_ONE, NAMED, lambda n: Call(_batch_path(n)), fresh=_new_batch),
+    Endpoint("GET", BIJ_OUT, NAMED, lambda n: Call(f"{_batch_path(n)}/outputs/{n.output}")),
 ]
 
 CREDENTIALS: dict[str, Callable[[Platform], dict[str, str]]] = {
@@ -522,7 +589,7 @@ def _comparable(r: httpx.Response, names: Names) -> tuple[int, str, bytes]:
     """An answer with the names it addressed blanked out."""
     body = r.content
     for name in (names.group, names.job, names.upload_id, names.solution, names.version,
-                 names.campaign):
+                 names.campaign, names.batch):
         if name:
             body = body.replace(name.encode(), b"<name>")
     return r.status_code, r.headers.get("content-type", ""), body
@@ -600,6 +667,8 @@ def _check_own(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
         _check_own_solutions(w, ep, names, r)
     elif ep.route.startswith(CAMP) or ep.route == EVENTS:
         _check_own_campaigns_and_events(w, ep, names, r)
+    elif ep.route.startswith(BIJ):
+        _check_own_batch(w, ep, names, r)
 
 
 def _check_own_solutions(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
@@ -674,6 +743,38 @@ def _check_own_campaigns_and_events(w: World, ep: Endpoint, names: Names,
         wait_flushed(http, w.root, key, "tenant-a", names.group, 1)
         # B's put of the same body on its own same-named group is refused (no such group of B's)
         assert ep.send(http, names, bearer(key_b)).status_code == 404
+    else:
+        raise AssertionError(f"no check for {ep.method} {ep.route}")
+
+
+def _check_own_batch(w: World, ep: Endpoint, names: Names, r: httpx.Response) -> None:
+    """The owner's answers on batch inference jobs did what they say (and B still sees none)."""
+    http, key, key_b = w.http, w.platform.key_a, w.platform.key_b
+    route, one = ep.route, _batch_path(names)
+    if (ep.method, route) == ("POST", BIJ):
+        assert r.status_code == 201, r.text
+        job = r.json()
+        assert (job["name"], job["dataset_group"], job["solution"], job["solution_version"], job["task"]) == \
+            (names.batch, names.group, names.solution, names.version, "next-item"), job
+        assert job["status"] == "CREATE_FAILED" and job["failure_reason"].startswith("could not start"), job
+        assert http.get(one, headers=bearer(key)).json() == job
+        assert http.get(one, headers=bearer(key_b)).status_code == 404
+        assert list_names(http, key, f"{G}/{names.group}/batch-inference-jobs") == {names.batch}
+    elif (ep.method, route) == ("GET", BIJ):
+        assert {j["name"] for j in r.json()["items"]} == {w.a.batch} and r.json()["next_token"] is None
+    elif (ep.method, route) == ("GET", BIJ_ONE):
+        job = r.json()
+        assert (job["name"], job["status"], job["outputs"]["answers"]["rows"]) == \
+            (w.a.batch, "ACTIVE", 1), job
+    elif (ep.method, route) == ("DELETE", BIJ_ONE):
+        assert r.status_code == 204, r.text
+        assert http.get(one, headers=bearer(key)).status_code == 404
+        assert list_names(http, key, f"{G}/{names.group}/batch-inference-jobs") == set()
+        assert not store_files(w.root, f"tenants/tenant-a/dataset-groups/{names.group}/batch-inference-jobs")
+    elif route == BIJ_OUT:
+        assert r.status_code == 200 and r.headers["content-type"] == PARQUET, (r.status_code, r.text)
+        assert r.content == w.answers and r.headers["content-length"] == str(len(w.answers))
+        assert f'filename="{w.a.batch}-answers.parquet"' in r.headers["content-disposition"]
     else:
         raise AssertionError(f"no check for {ep.method} {ep.route}")
 
@@ -791,11 +892,11 @@ def test_upload_ids_do_not_cross_tenants(world: World) -> None:
 @pytest.mark.parametrize("method,route", [("POST", G), ("POST", G + "/{group}/datasets"),
                                           ("POST", G + "/{group}/import-jobs"), ("POST", SOL),
                                           ("POST", VER), ("POST", CAMP), ("PATCH", CAMP_ONE),
-                                          ("POST", EVENTS)])
+                                          ("POST", EVENTS), ("POST", BIJ)])
 def test_tenant_field_in_body_is_rejected(world: World, method: str, route: str) -> None:
     """A body naming a tenant is refused (unknown field), not honoured, and creates nothing."""
     http, p = world.http, world.platform
-    n = _new_campaign(world) if route.startswith(CAMP) else None
+    n = _new_campaign(world) if route.startswith((CAMP, BIJ)) else None
     group = n.group if n else make_group(
         http, p.key_a, kind="interactions" if "import" in route or route == EVENTS else None)
     solution = n.solution if n else make_solution(http, p.key_a, group) if route == VER else ""
@@ -806,7 +907,8 @@ def test_tenant_field_in_body_is_rejected(world: World, method: str, route: str)
             VER: {"training_mode": "full"},
             CAMP: _campaign_body(replace(n, campaign=unique("camp"))) if n else None,
             CAMP_ONE: {"max_replicas": 2},
-            EVENTS: events_body()}[route]
+            EVENTS: events_body(),
+            BIJ: _batch_body(replace(n, batch=unique("bij"))) if n else None}[route]
     path = route.format(group=group, solution=solution, campaign=n.campaign if n else "")
     before = store_files(world.root)
     r = http.request(method, path, json={**body, "tenant": "tenant-b"}, headers=bearer(p.key_a))
@@ -875,8 +977,9 @@ def name_target(http: httpx.Client, platform: Platform, world: World) -> Names:
     version = make_version(http, key, group, solution)
     set_version_active(platform, group, solution, version)
     campaign = make_campaign(http, key, group, solution, version)
+    batch = make_batch(http, key, group, solution, version)
     return Names(group, job, world.a.upload_id, solution=solution, version=version,
-                 campaign=campaign)
+                 campaign=campaign, batch=batch)
 
 
 def send_raw(url: str, method: str, target: str, headers: dict[str, str],
@@ -911,10 +1014,11 @@ def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: 
                           segment: str) -> None:
     good = {"group": name_target.group, "kind": name_target.kind, "job": name_target.job,
             "solution": name_target.solution, "version": name_target.version,
-            "recipe": name_target.recipe, "campaign": name_target.campaign}
+            "recipe": name_target.recipe, "campaign": name_target.campaign,
+            "batch": name_target.batch, "output": name_target.output}
     target = re.sub(r"\{(\w+)\}", lambda m: segment if m[1] == slot else good[m[1]], ep.route)
     c = ep.call(replace(name_target, job=unique("job"), solution=unique("sol"),
-                        campaign=unique("camp")))
+                        campaign=unique("camp"), batch=unique("bij")))
     body = httpx.Request("POST", "http://x", json=c.json).content if c.json is not None else b""
     key = world.platform.key_a
     versions = f"{_sol_path(name_target)}/versions"
@@ -930,6 +1034,7 @@ def test_bad_name_in_path(world: World, name_target: Names, ep: Endpoint, slot: 
     assert list_names(world.http, key, f"{G}/{name_target.group}/solutions") == {name_target.solution}
     assert list_names(world.http, key, f"{G}/{name_target.group}/campaigns") == {name_target.campaign}
     assert world.http.get(_campaign_path(name_target), headers=bearer(key)).json() == campaign
+    assert list_names(world.http, key, f"{G}/{name_target.group}/batch-inference-jobs") == {name_target.batch}
     # nothing under the target group changed either (no event logged, no campaign touched)
     assert store_files(world.root, f"tenants/tenant-a/dataset-groups/{name_target.group}") == \
         target_files
@@ -945,6 +1050,9 @@ BODY_NAME_SLOTS = [  # (route, field, valid body)
     (CAMP, "name", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
     (CAMP, "solution", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
     (CAMP, "solution_version", lambda n: _campaign_body(replace(n, campaign=unique("camp")))),
+    (BIJ, "name", lambda n: _batch_body(replace(n, batch=unique("bij")))),
+    (BIJ, "solution", lambda n: _batch_body(replace(n, batch=unique("bij")))),
+    (BIJ, "solution_version", lambda n: _batch_body(replace(n, batch=unique("bij")))),
 ]
 
 
@@ -1007,6 +1115,11 @@ def _hp(**hyperparameters: Any) -> dict[str, Any]:
 def _camp(**fields: Any) -> dict[str, Any]:
     """A campaign body (of the validation solution's ACTIVE version) with `fields` changed."""
     return {"name": "{new}", "solution": "{solution}", "solution_version": "{version}", **fields}
+
+
+def _bij(**fields: Any) -> dict[str, Any]:
+    """A batch inference job body (of the validation solution, a next-item one) with `fields` changed."""
+    return {"name": "{new}", "solution": "{solution}", **fields}
 
 
 def _events(*events: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -1297,6 +1410,34 @@ VALIDATION = [
     Bad("events-malformed-json", "POST", EVENTS, 400, content=b'{"user_id": "u", "events": [',
         headers=JSON),
     Bad("events-no-body", "POST", EVENTS, 400),
+    # batch inference jobs: the body, then the solution (a next-item one) and version it runs
+    Bad("bij-unknown-field", "POST", BIJ, 400, at="colour", json=_bij(colour="red")),
+    Bad("bij-missing-name", "POST", BIJ, 400, at="name", json={"solution": "{solution}"}),
+    Bad("bij-missing-solution", "POST", BIJ, 400, at="solution", json={"name": "{new}"}),
+    Bad("bij-num-results-0", "POST", BIJ, 400, at="num_results", json=_bij(num_results=0)),
+    Bad("bij-num-results-501", "POST", BIJ, 400, at="num_results", json=_bij(num_results=501)),
+    Bad("bij-num-results-huge", "POST", BIJ, 400, at="num_results", json=_bij(num_results=10**40)),
+    Bad("bij-num-results-a-string", "POST", BIJ, 400, at="num_results", json=_bij(num_results="5")),
+    Bad("bij-users-not-a-list", "POST", BIJ, 400, at="users", json=_bij(users="u1")),
+    Bad("bij-users-empty", "POST", BIJ, 400, at="users", json=_bij(users=[])),
+    Bad("bij-user-not-a-string", "POST", BIJ, 400, at="users.1", json=_bij(users=["u1", 7])),
+    Bad("bij-user-empty", "POST", BIJ, 400, at="users.0", json=_bij(users=[""])),
+    Bad("bij-user-257-chars", "POST", BIJ, 400, at="users.0", json=_bij(users=["u" * 257])),
+    Bad("bij-segment-size-0", "POST", BIJ, 400, at="segment_size", json=_bij(segment_size=0)),
+    Bad("bij-segment-size-on-next-item", "POST", BIJ, 400, at="segment_size", mentions=("user-tags",),
+        json=_bij(segment_size=10)),
+    Bad("bij-unknown-solution", "POST", BIJ, 404, at="solution", json=_bij(solution="{new}")),
+    Bad("bij-unknown-version", "POST", BIJ, 404, at="solution_version",
+        json=_bij(solution_version="v-0000000000000000")),
+    Bad("bij-version-not-active", "POST", BIJ, 409, at="solution_version",
+        mentions=("CREATE_FAILED", "ACTIVE"), json=_bij(solution_version="{failed_version}")),
+    Bad("bij-json-array", "POST", BIJ, 400, json=[_bij()]),
+    Bad("bij-no-body", "POST", BIJ, 400),
+    Bad("bij-idempotency-key-too-long", "POST", BIJ, 400, "idempotency",
+        json=_bij(), headers={"Idempotency-Key": "k" * 201}),
+    Bad("bijs-max-results-0", "GET", BIJ + "?max_results=0", 400, "max_results"),
+    Bad("bijs-next-token-too-long", "GET", BIJ + "?next_token=" + "t" * 64, 400, "next_token"),
+    Bad("bij-unknown-output", "GET", BIJ + "/some-job/outputs/everything", 400, "output"),
 ]
 
 
@@ -1423,6 +1564,8 @@ RACES = {  # what is created -> (path, body) for a fresh target in A's namespace
     "solution": lambda w: (f"{G}/{make_group(w.http, w.platform.key_a)}/solutions",
                            {"name": unique("sol"), "recipe": RECIPE, "hyperparameters": {"epochs": 3}}),
     "campaign": lambda w: _campaign_create(_new_active_version(w)),
+    "batch-inference-job": lambda w: (lambda n: (f"{G}/{n.group}/batch-inference-jobs", _batch_body(
+        replace(n, batch=unique("bij")))))(_new_active_version(w)),
 }
 
 

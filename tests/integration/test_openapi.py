@@ -36,10 +36,11 @@ ST_BUDGET_S = 60  # schemathesis's own time budget for all its phases
 ST_TIMEOUT_S = 240  # a hung run fails instead of holding CI
 # Creates whose validity the JSON Schema cannot state: a dataset schema's roles must fit its kind,
 # an import source is an upload or a URI, a solution's hyperparameters are the recipe's, and a
-# campaign, version or event needs resources in a given state (an ACTIVE version, data
-# imported, an interactions dataset). A schema-valid body may get a 400 there, and only there.
+# campaign, version, batch inference job or event needs resources in a given state (an ACTIVE
+# version, data imported, an interactions dataset). A schema-valid body may get a 400 there, and
+# only there.
 STATEFUL_CREATES = ["create_dataset", "create_import_job", "create_solution", "create_version",
-                    "create_campaign", "update_campaign", "put_events"]
+                    "create_campaign", "update_campaign", "put_events", "create_batch_inference_job"]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_every_operation_documents_its_real_errors(spec: dict[str, Any]) -> None
             assert responses[code]["content"] == error, (method, path, code)
     conflicts = {op["operationId"] for _, _, op in operations(spec) if "409" in op["responses"]}
     assert {"delete_group", "delete_dataset", "delete_solution", "stop_version",
-            "update_campaign"} <= conflicts
+            "update_campaign", "delete_batch_inference_job", "download_batch_inference_output"} <= conflicts
 
 
 def test_upload_body_is_described(spec: dict[str, Any]) -> None:
@@ -113,6 +114,14 @@ def test_upload_body_is_described(spec: dict[str, Any]) -> None:
     assert content["application/octet-stream"]["schema"]["format"] == "binary"
     created = op["responses"]["201"]["content"]["application/json"]["schema"]
     assert set(created["required"]) == {"upload_id", "size"}
+
+
+def test_batch_output_download_is_described_as_parquet(spec: dict[str, Any]) -> None:
+    op = spec["paths"]["/v1/dataset-groups/{group}/batch-inference-jobs/{job}/outputs/{output}"]["get"]
+    assert op["responses"]["200"]["content"] == {
+        "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}
+    output = next(p for p in op["parameters"] if p["name"] == "output")
+    assert output["schema"]["enum"] == ["answers", "segments"]
 
 
 def test_campaign_endpoints_are_described_with_the_contract_models(spec: dict[str, Any]) -> None:
