@@ -105,7 +105,8 @@ def create_batch_inference_job(group: Name, body: Strict[BatchInferenceJobCreate
     except ApiError:
         raise ApiError(404, "not_found", f"solution: no solution {body.solution!r} in dataset group "
                                          f"{group!r}", "solution") from None
-    task = get_recipe(solution["recipe"]).task.value
+    # The solution records its task: the control plane need not import the recipe (and torch).
+    task = solution.get("task") or get_recipe(solution["recipe"]).task.value
     if task not in BATCH_TASKS:
         raise ApiError(400, "invalid_input", f"solution: {body.solution!r} is of task {task}; batch "
                        f"inference answers next-item and user-tags solutions (for {task} it would need "

@@ -215,3 +215,74 @@ def test_a_job_that_crashes_mid_way_publishes_nothing(world: World, monkeypatch:
     assert doc["status"] == "CREATE_FAILED" and doc["failure_reason"] == \
         "batch inference failed: RuntimeError: boom"
     assert doc["outputs"] == {} and "run" not in doc and _files(world, "crash") == []
+
+
+CONTROL_PLANE = """
+import asyncio, json, sys
+import httpx
+from serving.app import create_app
+from store import Keys, Store, StoreConfig, now_iso
+from store.tenants import create_tenant
+
+store = Store(StoreConfig(uri=sys.argv[1]))
+api_key, keys, now = create_tenant(store.registry, "t"), Keys("t"), now_iso()
+submitted = []
+app = create_app(store, lambda *a: None, submit_batch_inference=lambda *a: submitted.append(list(a)))
+store.registry.create(keys.group_record("g"), {"name": "g", "status": "ACTIVE", "created_at": now,
+                                               "updated_at": now})
+# the records a solution create and a finished training leave (creating them here would load the recipe)
+store.registry.create(keys.solution_record("g", "s"), {"name": "s", "recipe": "tag-popularity",
+                      "task": "user-tags", "status": "ACTIVE", "created_at": now, "updated_at": now})
+store.registry.create(keys.version_record("g", "s", "v-1"), {"name": "v-1", "solution": "s",
+                      "recipe": "tag-popularity", "status": "ACTIVE", "created_at": now, "updated_at": now})
+
+async def main():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cp") as c:
+        r = await c.post("/v1/dataset-groups/g/batch-inference-jobs",
+                         headers={"Authorization": f"Bearer {api_key}"},
+                         json={"name": "j", "solution": "s", "users": ["u2", "u1", "u2"]})
+        return r.status_code, r.json()
+
+status, job = asyncio.run(main())
+users = json.loads(store.backend.get(keys.batch_inference_users("g", "j"))[0])
+print(json.dumps({"status": status, "job": job, "users": users, "submitted": submitted,
+                  "torch": "torch" in sys.modules, "ray": "ray" in sys.modules}))
+"""
+
+
+def test_the_control_plane_creates_a_job_without_torch(tmp_path: Path) -> None:
+    """A create reads the solution's task from its record and hands the job to the runner: the
+    control plane process never loads torch (or ray) for it."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", CONTROL_PLANE, f"file://{tmp_path / 'store'}"], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["status"] == 201 and (out["torch"], out["ray"]) == (False, False), out
+    job = out["job"]
+    assert (job["status"], job["task"], job["solution_version"], job["segment_size"], job["users_given"]) == \
+        ("CREATE_PENDING", "user-tags", "v-1", 100, 2)
+    assert out["users"] == ["u2", "u1"] and out["submitted"] == [["t", "g", "j"]]
+
+
+def test_a_killed_job_is_reported_in_the_platforms_words(tmp_path: Path) -> None:
+    """The runner's watcher fails a job whose task died without saying so, naming the job."""
+    from training_jobs.runner import ThreadJobRunner, _what, crash_reason
+
+    class WorkerCrashedError(Exception):
+        pass
+
+    store = Store(StoreConfig(uri=f"file://{tmp_path}"))
+    key = Keys(T).batch_inference_job(G, "j")
+    store.registry.create(key, {"name": "j", "status": "CREATE_IN_PROGRESS", "updated_at": now_iso()})
+    runner = ThreadJobRunner(store)
+    runner._mark_failed_if_open(key, crash_reason(WorkerCrashedError("python-core-worker-1.log"), _what(key)))
+    doc = store.registry.read(key)
+    assert doc["status"] == "CREATE_FAILED"
+    assert doc["failure_reason"].startswith("the batch inference job was stopped before it finished")
+    with pytest.raises(RuntimeError, match="batch inference runs on Ray"):
+        runner.submit_batch_inference(T, G, "j")
+    runner.shutdown()
