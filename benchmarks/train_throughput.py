@@ -1,6 +1,11 @@
 """Training throughput of the Ray Train job vs the same loop in plain PyTorch, same data, same run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--interactions 100000] [--epochs 3] [--repeats 3]
+    .venv/bin/python benchmarks/train_throughput.py [--recipe hrnn-meta|utpm] [--interactions 100000]
+        [--epochs 3] [--repeats 3]
+
+Data: hrnn-meta trains on seeded synthetic interactions (`--interactions`, `--users`, `--items`);
+utpm on movielens-latest-small with the HetRec MovieLens-2k tags from ../shared/data (as
+benchmarks/utpm_quality.py; its events are the labels a batch scores, sampled negatives included).
 
 Both sides run the same generic loop (`training_jobs.loop.epochs`, the recipe's own hooks) over
 the same data: plain = `training_jobs.loop.fit_in_process` in a fresh process without Ray (fit the
@@ -36,7 +41,7 @@ def _plain(a: argparse.Namespace) -> dict:
     history: list[dict] = []
     t0 = time.perf_counter()
     # The same resources as the Ray worker: Ray gives it 1 CPU and sets OMP_NUM_THREADS=1.
-    fit_in_process("hrnn-meta", _hyperparameters(a), tables, schemas=schemas, on_epoch=history.append,
+    fit_in_process(a.recipe, _hyperparameters(a), tables, schemas=schemas, on_epoch=history.append,
                    threads=1)
     return {"wall_s": time.perf_counter() - t0, "events": sum(m["events"] for m in history),
             "epoch_s": [m["seconds"] for m in history]}
@@ -60,6 +65,18 @@ def _hyperparameters(a: argparse.Namespace) -> dict:
 
 
 def _data(a: argparse.Namespace) -> tuple:
+    if a.recipe == "utpm":
+        import pyarrow.parquet as pq
+
+        from sdk.movielens_tags import convert
+
+        data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
+        ml, tags = data_dir / "movielens-latest-small", data_dir / "hetrec2011-movielens-2k-tags"
+        if not ml.exists() or not tags.exists():
+            sys.exit(f"--recipe utpm trains on {ml} and {tags} (licensed data, not in the repo): absent")
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = convert(ml, tmp, tags_from=tags)
+            return {k: pq.read_table(p) for k, p in converted.paths.items()}, converted.schemas
     from sdk.synthetic import generate
 
     data = generate(seed=7, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
@@ -68,6 +85,7 @@ def _data(a: argparse.Namespace) -> tuple:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="hrnn-meta", choices=("hrnn-meta", "utpm"))
     ap.add_argument("--interactions", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=4_000)
     ap.add_argument("--items", type=int, default=2_000)
@@ -94,7 +112,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeats):
             child = subprocess.run(
-                [sys.executable, __file__, "--child-plain", "--interactions", str(a.interactions),
+                [sys.executable, __file__, "--child-plain", "--recipe", a.recipe,
+                 "--interactions", str(a.interactions),
                  "--users", str(a.users), "--items", str(a.items), "--epochs", str(a.epochs)],
                 capture_output=True, text=True, check=True,
                 env={**os.environ, "OMP_NUM_THREADS": "1"})  # as Ray sets it for its workers
@@ -103,7 +122,7 @@ def main() -> None:
             watcher = threading.Thread(target=_peak_rss_of_ray_workers, args=(stop, mem))
             watcher.start()
             t0 = time.perf_counter()
-            res = train_recipe("hrnn-meta", _hyperparameters(a), tables, schemas=schemas,
+            res = train_recipe(a.recipe, _hyperparameters(a), tables, schemas=schemas,
                                artifact_dir=Path(tmp) / f"model-{r}",
                                checkpoint_path=str(Path(tmp) / "ckpt"),
                                checkpoint_fs=pafs.LocalFileSystem(), run_name=f"bench-{r}",
@@ -134,7 +153,9 @@ def main() -> None:
     p_steady, p_e2e = rates(plain_runs)
     r_steady, r_e2e = rates(ray_runs)
     result = {
-        "interactions": a.interactions, "epochs": a.epochs, "repeats": a.repeats,
+        "recipe": a.recipe, "interactions": sum(t.num_rows for k, t in tables.items()
+                                                if k.value == "interactions"),
+        "epochs": a.epochs, "repeats": a.repeats,
         "events_per_epoch": plain_runs[0]["events"] // a.epochs, "compared_epochs": kept_epochs,
         "plain_events_per_s": round(p_steady), "ray_events_per_s": round(r_steady),
         "ray_overhead_pct_steady": round(100 * (1 - r_steady / p_steady), 1),
@@ -146,7 +167,7 @@ def main() -> None:
     if a.json:
         print(json.dumps(result))
         return
-    print(f"\nhrnn-meta training, {a.interactions:,} synthetic interactions, {a.epochs} epochs, "
+    print(f"\n{a.recipe} training, {result['interactions']:,} interactions, {a.epochs} epochs, "
           f"median of {a.repeats}, {os.cpu_count()} CPUs")
     print(f"  steady state (epochs {kept_epochs}): plain {p_steady:,.0f} events/s, Ray Train {r_steady:,.0f} "
           f"events/s -> overhead {result['ray_overhead_pct_steady']}% (goal <= 15%)")
