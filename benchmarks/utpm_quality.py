@@ -115,6 +115,8 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
                 cfg, featurizer, model = fit_in_process(spec, hp, split.train, schemas=schemas,
                                                         threads=threads)
             fit_s = time.perf_counter() - t0
+            if seen and "validation_score" in seen[0]:
+                print("  val curve", [round(m["validation_score"], 3) for m in seen], file=sys.stderr)
             predictor = spec.predictor_cls(cfg, featurizer, model)
             answers = predictor.predict_batch(split.queries)
             metrics = protocol.score(answers, split, config)

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,19 @@ import pyarrow.parquet as pq
 from sdk import hetrec, movielens
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
 
-__all__ = ["convert", "item_tags"]
+__all__ = ["MovieLensTagsData", "convert", "item_tags"]
+
+
+@dataclass
+class MovieLensTagsData(movielens.MovieLensData):
+    """What :func:`convert` wrote (:class:`sdk.movielens.MovieLensData`), and the malformed HetRec
+    rows skipped, per file."""
+
+    skipped_rows: dict[str, int] = field(default_factory=dict)
 
 
 def item_tags(folder: str | Path, item_ids: pa.Array, *, top_tags: int = 3,
-              min_tag_movies: int = 5) -> pa.Array:
+              min_tag_movies: int = 5, skipped: dict[str, int] | None = None) -> pa.Array:
     """Each item's top tags from a HetRec MovieLens-2k folder, as a list<string> array.
 
     Args:
@@ -45,6 +54,7 @@ def item_tags(folder: str | Path, item_ids: pa.Array, *, top_tags: int = 3,
         item_ids: MovieLens movie ids (strings), in the order of the result.
         top_tags: Tags kept per movie, heaviest first.
         min_tag_movies: A tag carried by fewer movies is dropped.
+        skipped: Filled with the malformed rows skipped, per file.
 
     Raises:
         ValueError: If a file is missing or malformed, or on a bad argument.
@@ -58,7 +68,7 @@ def item_tags(folder: str | Path, item_ids: pa.Array, *, top_tags: int = 3,
     if missing:
         raise ValueError(f"{str(base)!r} lacks {' and '.join(missing)} (optionally .gz): "
                          "expected a HetRec 2011 MovieLens-2k folder")
-    skipped: dict[str, int] = {}
+    skipped = {} if skipped is None else skipped
     movie, tag_id, weight = hetrec._read_dat(files["movie_tags.dat"],
                                              {0: pa.string(), 1: pa.string(), 2: pa.float64()}, skipped)
     ids, values = hetrec._read_dat(files["tags.dat"], {0: pa.string(), 1: pa.string()}, skipped)
@@ -81,7 +91,7 @@ def item_tags(folder: str | Path, item_ids: pa.Array, *, top_tags: int = 3,
 
 
 def convert(path: str | Path, out_dir: str | Path, *, tags_from: str | Path | None = None, top_tags: int = 3,
-            min_tag_movies: int = 5, positive_rating: float | None = 3.5) -> movielens.MovieLensData:
+            min_tag_movies: int = 5, positive_rating: float | None = 3.5) -> MovieLensTagsData:
     """Convert a MovieLens folder with item tags into tagrec Parquet datasets (module docstring).
 
     Args:
@@ -93,16 +103,23 @@ def convert(path: str | Path, out_dir: str | Path, *, tags_from: str | Path | No
         positive_rating: Ratings of at least this carry the movie's tags (None: every rating).
 
     Returns:
-        The written paths, their schemas (with the TAGS fields) and row counts.
+        The written paths, their schemas (with the TAGS fields), row counts and skipped HetRec rows.
 
     Raises:
-        ValueError: If a folder is not what it should be, or on a bad argument.
+        ValueError: If a folder is not what it should be (an ml-100k folder with `tags_from`: its
+            movie ids are its own), or on a bad argument.
     """
-    data = movielens.convert(path, out_dir)
+    if tags_from is not None and movielens.detect_format(path) == "ml-100k":
+        raise ValueError(f"{str(path)!r} is an ml-100k folder, whose movie ids are not MovieLens' own: "
+                         "HetRec tags join by MovieLens movie id (ml-1m, ml-latest, ml-10m/20m ids); "
+                         "leave tags_from out to use the genres as tags")
+    converted = movielens.convert(path, out_dir)
+    data = MovieLensTagsData(**{f: getattr(converted, f) for f in converted.__dataclass_fields__})
     items = pq.read_table(data.items)
     ids = items.column("item_id").combine_chunks()
     if tags_from is not None:
-        tags = item_tags(tags_from, ids, top_tags=top_tags, min_tag_movies=min_tag_movies)
+        tags = item_tags(tags_from, ids, top_tags=top_tags, min_tag_movies=min_tag_movies,
+                         skipped=data.skipped_rows)
     else:
         tags = items.column("genres").combine_chunks().cast(pa.list_(pa.string()))
     pq.write_table(items.append_column("tags", tags), data.items)

@@ -1294,7 +1294,8 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
         try:
             prepared = qs.prepare(data, tmp, seed=seed, task=task, tags_from=tags_from)
         except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--data") from None
+            hint = "--tags-from" if tags_from is not None and "tags_from" in str(e) else "--data"
+            raise click.BadParameter(str(e), param_hint=hint) from None
         timings["prepare_s"] = time.perf_counter() - t
         facts = qs.sample(prepared)
         t = time.perf_counter()

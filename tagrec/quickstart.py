@@ -61,7 +61,8 @@ def prepare(data: str, out_dir: str | Path, seed: int = 0, task: TaskId | None =
 
         tagged = movielens_tags.convert(path, out_dir, tags_from=tags_from)
         return Prepared(kind, dict(tagged.paths), dict(tagged.schemas),
-                        {"tags": "hetrec" if tags_from is not None else "genres"})
+                        {"tags": "hetrec" if tags_from is not None else "genres",
+                         "format": tagged.format, "skipped_rows": tagged.skipped_rows})
     if kind == "synthetic" and not path:
         from sdk.synthetic import generate
 

@@ -59,8 +59,10 @@ class UtpmConfig(BaseModel):
     max_history: int = Field(default=1000, ge=1, le=100_000,
                              description="The latest events of a user's history read at request time.")
     # --- labels (§4.1) ----------------------------------------------------------------------
-    positive_threshold: float = Field(default=3.5, description="An event value at or above this is positive.")
-    negative_threshold: float = Field(default=1.5, description="An event value at or below this is negative.")
+    positive_threshold: float = Field(default=3.5, allow_inf_nan=False,
+                                      description="An event value at or above this is positive.")
+    negative_threshold: float = Field(default=1.5, allow_inf_nan=False,
+                                      description="An event value at or below this is negative.")
     positive_event_types: list[str] = Field(
         default_factory=list,
         description="Event types that are positive whatever their value (e.g. click, purchase).")

@@ -303,6 +303,13 @@ class UtpmFeaturizer(Featurizer):
             raise ValueError("recipe 'utpm' found no training sample: no user has a labelled item with tags "
                              "after the oldest events of their history (check the TAGS fields and the "
                              "positive/negative thresholds against the event values)")
+        if not any(y[m].any() for y, m in zip(labels, masks)):
+            seen = sorted({str(e[2]) for h in histories.values() for e in h if e[2] is not None})[:5]
+            raise ValueError(
+                f"recipe 'utpm' found no positive label: an event is positive when its value is at least "
+                f"positive_threshold ({cfg.positive_threshold:g}) or its type is in positive_event_types "
+                f"({cfg.positive_event_types}); the data's event types: {seen} (clicks with value 1 are "
+                f"negative by the rating thresholds: set positive_event_types, e.g. ['click'])")
         return UtpmExamples(fields=np.stack(fields), label_tags=np.stack(label_tags),
                             labels=np.stack(labels), label_mask=np.stack(masks), num_events=events)
 

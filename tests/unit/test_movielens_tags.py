@@ -68,6 +68,19 @@ def test_without_tags_the_genres_are_the_tags(ml100k: Path, tmp_path: Path) -> N
     assert [r["event_value"] for r in liked] == [5.0]
 
 
+def test_ml100k_ids_are_not_joined_to_hetrec_tags(ml100k: Path, tmp_path: Path) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match="ml-100k folder, whose movie ids are not MovieLens' own"):
+        convert(ml100k, tmp_path / "out", tags_from=hetrec_tags(tmp_path))
+
+
+def test_malformed_hetrec_rows_are_skipped_and_counted(tmp_path: Path) -> None:
+    folder = hetrec_tags(tmp_path)
+    write(folder, "tags.dat", ["id\tvalue", "1\tpixar", "2\tcafé", "3\trare\textra", "4\tfunny"],
+          encoding="latin-1")
+    data = convert(ml_latest(tmp_path), tmp_path / "out", tags_from=folder, min_tag_movies=1)
+    assert sum(data.skipped_rows.values()) == 1, data.skipped_rows
+
+
 def test_a_folder_without_tag_files_is_named(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="lacks movie_tags.dat and tags.dat"):

@@ -205,7 +205,7 @@ def test_joint_and_separate_loss_by_hand() -> None:
     {"heads": 1}, {"heads": 4}, {"shared_queries": False, "heads": 1}, {"cross": False},
     {"cross_over": "head"}, {"loss": "separate"}, {"tie_tag_embeddings": True}, {"disliked_fields": False},
     {"bias_per_head": True}, {"activation": "tanh"}, {"sampled_negatives": 0}, {"fusion": "average"},
-    {"negative_sampling": "popularity"},
+    {"negative_sampling": "items"}, {"negative_sampling": "tags"},
 ])
 def test_every_ablation_trains(flags: dict) -> None:
     tables = ratings_like(seed=2, n_users=12, per_user=15)
@@ -341,6 +341,9 @@ def test_config_errors_name_the_field() -> None:
         UtpmConfig(negative_threshold=4.0)
     with pytest.raises(ValidationError, match="heads"):
         UtpmConfig(heads=0)
+    for field in ("positive_threshold", "negative_threshold"):
+        with pytest.raises(ValidationError, match=field):
+            UtpmConfig(**{field: float("nan")})
 
 
 def test_missing_roles_and_unlearnable_data_are_clear_errors() -> None:
@@ -353,6 +356,12 @@ def test_missing_roles_and_unlearnable_data_are_clear_errors() -> None:
                            schemas=SCHEMAS)
     with pytest.raises(ValueError, match="no training sample.*thresholds"):
         f.transform({DatasetKind.INTERACTIONS: inter})
+    # Clicks of value 1 are negative by the rating thresholds: the error says what to set.
+    clicks = {**tables, DatasetKind.INTERACTIONS: inter.set_column(
+        inter.schema.get_field_index("event_value"), "event_value", pa.array([1.0] * inter.num_rows))}
+    f = UtpmFeaturizer.fit(clicks, UtpmConfig(), schemas=SCHEMAS)
+    with pytest.raises(ValueError, match=r"no positive label.*positive_event_types.*\['click'\]"):
+        f.transform(clicks)
 
 
 def test_items_and_users_added_since_training_are_learned_by_update_catalog() -> None:
