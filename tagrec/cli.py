@@ -1171,8 +1171,8 @@ def _wait_batch(client: Client, group: str, job: BatchInferenceJob, show: bool) 
 def _show_batch(ctx: click.Context, job: BatchInferenceJob) -> None:
     _emit(ctx, job, BATCH_COLUMNS)
     if job.outputs and not _json_output(ctx):
-        _emit(ctx, [{"output": k, "rows": o.rows, "bytes": o.size_bytes, "uri": o.uri}
-                    for k, o in job.outputs.items()], ["output", "rows", "bytes", "uri"])
+        _emit(ctx, [{"output": k, "rows": o.rows, "bytes": o.size_bytes} for k, o in job.outputs.items()],
+              ["output", "rows", "bytes"])
 
 
 @batch_inference_jobs.command("create")

@@ -67,7 +67,6 @@ class BatchInferenceOutput(_Model):
     model_config = ConfigDict(extra="ignore")
     rows: int
     size_bytes: int
-    uri: str = Field(description="Where it lives in the platform's store.")
 
 
 class BatchInferenceJob(_Resource):

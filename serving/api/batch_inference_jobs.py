@@ -190,11 +190,14 @@ def download_batch_inference_output(group: Name, job: Name, output: Output, t: T
                                          f"outputs: {', '.join(outputs) or 'none'})", "output")
     backend = ctx.store.backend
     path = backend.path(keys.batch_inference_output(group, job, doc["run"], output))
-    info = backend.filesystem.get_file_info(path)
-    if info.size is None:
+    try:  # gone before the look-up, or between it and the open (the job deleted meanwhile)
+        info = backend.filesystem.get_file_info(path)
+        if info.size is None:
+            raise FileNotFoundError(path)
+        stream = backend.filesystem.open_input_stream(path)
+    except (FileNotFoundError, NotFound):
         raise ApiError(404, "not_found", f"output: the {output} file of batch inference job {job!r} is gone "
-                                         f"from the store; run the job again", "output")
-    stream = backend.filesystem.open_input_stream(path)
+                                         f"from the store; run the job again", "output") from None
 
     def chunks() -> Iterator[bytes]:
         with stream:
