@@ -18,7 +18,9 @@ One job, start to end (run as a Ray task by the control plane, `batch_inference_
    update that makes it ACTIVE: a failed or killed job never shows a partial output.
 
 Status: CREATE_PENDING → CREATE_IN_PROGRESS (progress: users done / total) → ACTIVE |
-CREATE_FAILED (failure_reason).
+CREATE_FAILED (failure_reason). The move to CREATE_IN_PROGRESS claims the record for one run (its
+`run` id, which also names its output key); a run that finds the record no longer its own stops,
+publishes nothing and removes its files.
 """
 
 from __future__ import annotations
@@ -47,8 +49,7 @@ from sdk.types import VERB_REQUESTS, Role, Schema, Status
 from store import Keys, NotFound, Store, StoreConfig, now_iso
 from store.snapshots import open_snapshot, read_manifest
 
-__all__ = ["SEGMENTS_SCHEMA", "BatchFailed", "answers_schema", "batch_inference_task", "build_segments",
-           "run_batch_inference"]
+__all__ = ["batch_inference_task", "build_segments", "run_batch_inference"]
 
 log = logging.getLogger("tagrec.batch")
 
@@ -56,33 +57,47 @@ CHUNK_USERS = 256  # users per predict_batch call (a campaign batches 16 request
 HEARTBEAT_S = 5.0
 PROGRESS_EVERY_S = 1.0
 _COMPACT_ROWS = 1_000_000  # answer rows held before the segments are cut down to their top users
-_OPEN = (Status.CREATE_PENDING.value, Status.CREATE_IN_PROGRESS.value)
 # The campaign verb whose request each task's user answers, and the answers' id column.
 _VERBS = {"next-item": ("recommend", "item_id"), "user-tags": ("recommend-tags", "tag")}
 SEGMENTS_SCHEMA = pa.schema([("tag", pa.string()), ("rank", pa.int32()), ("user_id", pa.string()),
                              ("score", pa.float64())])
 
 
-class BatchFailed(Exception):
+class _Failed(Exception):
     """The job cannot run; the message is its failure_reason."""
 
 
 class _Ended(Exception):
-    """Someone else ended or deleted the job record (reaped as dead, group deleted)."""
+    """The record is not this run's (any more): ended by someone else (reaped as dead), deleted,
+    recreated under the same name, or claimed by another run. The run stops quietly."""
 
 
 class _Record:
-    """The job record, updated only while it is open."""
+    """The job record as one run holds it: `claim` takes a PENDING record for the run (its id is
+    stored on it), and every `set` after checks the id, so a run whose record was ended, deleted or
+    recreated under the same name (or taken by another run) stops instead of writing into it."""
 
-    def __init__(self, store: Store, key: str) -> None:
-        self.registry, self.key = store.registry, key
+    def __init__(self, store: Store, key: str, run: str) -> None:
+        self.registry, self.key, self.run = store.registry, key, run
+
+    def claim(self, **fields: Any) -> dict[str, Any]:
+        def mutate(d: dict[str, Any]) -> dict[str, Any]:
+            if d["status"] != Status.CREATE_PENDING.value:
+                raise _Ended(d["status"])
+            return {**d, **fields, "status": Status.CREATE_IN_PROGRESS.value, "run": self.run,
+                    "updated_at": now_iso()}
+
+        return self._update(mutate)
 
     def set(self, **fields: Any) -> dict[str, Any]:
         def mutate(d: dict[str, Any]) -> dict[str, Any]:
-            if d["status"] not in _OPEN:
+            if d["status"] != Status.CREATE_IN_PROGRESS.value or d.get("run") != self.run:
                 raise _Ended(d["status"])
             return {**d, **fields, "updated_at": now_iso()}
 
+        return self._update(mutate)
+
+    def _update(self, mutate: Any) -> dict[str, Any]:
         try:
             return self.registry.update(self.key, mutate)
         except NotFound:
@@ -164,8 +179,8 @@ def _load_predictor(store: Store, keys: Keys, group: str, doc: dict[str, Any], s
                         destination_filesystem=pafs.LocalFileSystem())
         return spec.predictor_cls.load(tmp / "model")
     except FileNotFoundError:
-        raise BatchFailed(f"the model of solution version {doc['solution_version']!r} is gone (its "
-                          f"solution was deleted)") from None
+        raise _Failed(f"the model of solution version {doc['solution_version']!r} is gone (its "
+                      f"solution was deleted)") from None
 
 
 def _version(store: Store, keys: Keys, group: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -173,9 +188,9 @@ def _version(store: Store, keys: Keys, group: str, doc: dict[str, Any]) -> dict[
     try:
         version = store.registry.read(keys.version_record(group, doc["solution"], doc["solution_version"]))
     except NotFound:
-        raise BatchFailed(f"{what} is gone (deleted)") from None
+        raise _Failed(f"{what} is gone (deleted)") from None
     if version["status"] != Status.ACTIVE.value:
-        raise BatchFailed(f"{what} is {version['status']}, not ACTIVE")
+        raise _Failed(f"{what} is {version['status']}, not ACTIVE")
     return version
 
 
@@ -186,7 +201,7 @@ def _users(store: Store, keys: Keys, group: str, doc: dict[str, Any], histories:
     try:
         data, _ = store.backend.get(keys.batch_inference_users(group, doc["name"]))
     except FileNotFoundError:
-        raise BatchFailed("the job's list of users is missing from the store; create the job again") from None
+        raise _Failed("the job's list of users is missing from the store; create the job again") from None
     return list(dict.fromkeys(json.loads(data)))
 
 
@@ -195,11 +210,9 @@ def run_batch_inference(store: Store, tenant: str, group: str, job: str, *,
     """Run one batch inference job to its end; returns the final record. Never raises for bad data."""
     keys = Keys(tenant)
     key = keys.batch_inference_job(group, job)
-    record = _Record(store, key)
-    doc = store.registry.read(key)
-    if doc["status"] not in _OPEN:
-        return doc
     run = f"run-{uuid.uuid4().hex[:16]}"
+    record = _Record(store, key, run)
+    doc = store.registry.read(key)
     done = threading.Event()
 
     def heartbeat() -> None:  # a live job keeps its record fresh; the reaper spares it
@@ -215,35 +228,37 @@ def run_batch_inference(store: Store, tenant: str, group: str, job: str, *,
     beat = threading.Thread(target=heartbeat, daemon=True, name=f"heartbeat-{job}")
     try:
         as_of = time.time()
-        record.set(status=Status.CREATE_IN_PROGRESS.value, as_of=as_of)
+        record.claim(as_of=as_of)  # only from PENDING: one run per record, ever
         beat.start()
         version = _version(store, keys, group, doc)
         spec = get_recipe(version["recipe"])
         if spec.task.value not in _VERBS:
-            raise BatchFailed(f"solution {doc['solution']!r} is of task {spec.task.value}: batch "
-                              f"inference answers next-item and user-tags solutions")
+            raise _Failed(f"solution {doc['solution']!r} is of task {spec.task.value}: batch "
+                          f"inference answers next-item and user-tags solutions")
         snapshot_id = (version.get("snapshots") or {}).get("interactions")
         if not snapshot_id:
-            raise BatchFailed(f"solution version {doc['solution_version']!r} names no interactions "
-                              f"snapshot; train a new version")
-        try:
+            raise _Failed(f"solution version {doc['solution_version']!r} names no interactions "
+                          f"snapshot; train a new version")
+        try:  # the store's FileNotFoundError names a path: say which data is missing instead
             manifest = read_manifest(store.backend, keys, group, "interactions", snapshot_id)
+            events = open_snapshot(store.backend, manifest).to_table()
         except FileNotFoundError:
-            raise BatchFailed(f"the interactions snapshot {snapshot_id} the version trained on is gone "
-                              f"(the dataset was deleted); train a new version") from None
+            raise _Failed(f"snapshot {snapshot_id} of the interactions dataset, which the version trained "
+                          f"on, is gone (the dataset was deleted); import the interactions again and "
+                          f"train a new version") from None
         predictor = _load_predictor(store, keys, group, doc, spec, tmp)
-        histories = Histories(open_snapshot(store.backend, manifest).to_table(),
-                              Schema.model_validate(manifest.schema), history_length(predictor), Role.USER_ID)
+        histories = Histories(events, Schema.model_validate(manifest.schema), history_length(predictor),
+                              Role.USER_ID)
         users = _users(store, keys, group, doc, histories)
         record.set(snapshot_id=snapshot_id, progress={"users_done": 0, "users_total": len(users)})
         outputs = _answer_all(store, keys, group, doc, run, spec.task.value, predictor, histories, users,
                               as_of, record)
-        return record.set(status=Status.ACTIVE.value, outputs=outputs, run=run, failure_reason=None,
+        return record.set(status=Status.ACTIVE.value, outputs=outputs, failure_reason=None,
                           progress={"users_done": len(users), "users_total": len(users)})
     except _Ended:
         _discard(store, keys, group, job, run)
         return store.registry.read(key) if store.backend.exists(key) else doc
-    except (BatchFailed, ValueError) as e:
+    except (_Failed, ValueError) as e:
         return _fail(store, keys, group, job, run, record, doc, str(e))
     except Exception as e:  # the store failed, the predictor crashed, our bug
         log.exception("batch inference job %s failed", key)
@@ -291,10 +306,9 @@ def _answer_all(store: Store, keys: Keys, group: str, doc: dict[str, Any], run: 
         with store.backend.open_output(segments_key) as out:
             pq.write_table(table, out, compression="zstd")
         written["segments"] = (segments_key, table.num_rows)
-    root = store.config.uri.rstrip("/")
-    fs = store.backend.filesystem
-    return {name: {"rows": n_rows, "size_bytes": fs.get_file_info(store.backend.path(k)).size,
-                   "uri": f"{root}/{k}"} for name, (k, n_rows) in written.items()}
+    fs = store.backend.filesystem  # where they are stays private: tenants download them by name
+    return {name: {"rows": n_rows, "size_bytes": fs.get_file_info(store.backend.path(k)).size}
+            for name, (k, n_rows) in written.items()}
 
 
 def _discard(store: Store, keys: Keys, group: str, job: str, run: str) -> None:

@@ -1,18 +1,23 @@
 """Batch inference without Ray: the segment builder by hand, and the job run in this process over a
 local-folder store holding what a finished version leaves (a tag-popularity artifact fitted here,
 the interactions snapshot it trained on, the ACTIVE record): the answers are the predictor's for
-each user's history, the segments their inverse, an unknown user is flagged, and a job that fails
-(mid-way too) publishes nothing."""
+each user's history, the segments their inverse, an unknown user is flagged, a job that fails
+(mid-way too) publishes nothing, a run whose record is no longer its own (reaped and recreated,
+or claimed by another run) writes nothing into it; and the control plane over a real socket: a
+job's outputs are named without the store's location, an output deleted mid-download is a 404."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,11 +27,12 @@ from recipes import get_recipe
 from recipes.base import Query, save_artifact
 from sdk.types import MAX_NUM_RESULTS, RecommendRequest, TagsRequest
 from store import Keys, Store, StoreConfig, now_iso
-from store.snapshots import SnapshotWriter, new_snapshot_id, publish
+from store.snapshots import Manifest, SnapshotWriter, new_snapshot_id, publish
 from store.tables import arrow_schema
+from tests.conftest import free_port, wait_http
 from tests.unit.test_user_item_tags import SCHEMA, SCHEMAS, hetrec_like
 from training_jobs import batch_inference
-from training_jobs.batch_inference import SEGMENTS_SCHEMA, build_segments, run_batch_inference
+from training_jobs.batch_inference import build_segments, run_batch_inference
 from training_jobs.loop import fit_in_process
 
 T, G, S, V = "t", "g", "profiles", "v-0000000000000001"
@@ -41,7 +47,7 @@ def _rows(*rows: tuple[str, str, float | None]) -> pa.Table:
 def test_segments_by_hand() -> None:
     rows = _rows(("b", "u1", 2.0), ("a", "u1", 0.5), ("a", "u3", 0.9), ("a", "u4", None), ("a", "u2", 0.9))
     got = build_segments(rows, 3)
-    assert got.schema == SEGMENTS_SCHEMA
+    assert got.schema == batch_inference.SEGMENTS_SCHEMA
     # best score first, a tie by user id, no score last (here cut off at 3), ranks per tag from 1
     assert got.to_pylist() == [
         {"tag": "a", "rank": 1, "user_id": "u2", "score": 0.9},
@@ -214,7 +220,7 @@ def test_a_job_that_crashes_mid_way_publishes_nothing(world: World, monkeypatch:
     assert len(calls) == 3
     assert doc["status"] == "CREATE_FAILED" and doc["failure_reason"] == \
         "batch inference failed: RuntimeError: boom"
-    assert doc["outputs"] == {} and "run" not in doc and _files(world, "crash") == []
+    assert doc["outputs"] == {} and _files(world, "crash") == []
 
 
 CONTROL_PLANE = """
@@ -286,3 +292,169 @@ def test_a_killed_job_is_reported_in_the_platforms_words(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="batch inference runs on Ray"):
         runner.submit_batch_inference(T, G, "j")
     runner.shutdown()
+
+
+def test_a_job_whose_snapshot_files_are_gone_names_the_dataset(world: World) -> None:
+    """The interactions dataset deleted while the job reads it (its manifest read, its parts gone):
+    the failure names the dataset and the snapshot, never a path in the store."""
+    snapshot_id = new_snapshot_id()
+    prefix = world.keys.snapshot(G, "interactions", snapshot_id)
+    world.store.backend.put(f"{prefix}/manifest.json", Manifest(
+        snapshot_id, [f"{prefix}/part-00000.parquet"], 10, SCHEMA.model_dump(mode="json", by_alias=True),
+        "full").to_json())
+    trained = world.store.registry.read(world.keys.version_record(G, S, V))
+    world.store.registry.create(world.keys.version_record(G, S, "v-parts-gone"), {
+        **trained, "name": "v-parts-gone", "snapshots": {"interactions": snapshot_id}})
+    model = world.store.backend.path(f"{world.keys.version(G, S, 'v-parts-gone')}/model")
+    shutil.copytree(world.artifact, model)
+    _job(world, "parts-gone", solution_version="v-parts-gone")
+    doc = run_batch_inference(world.store, T, G, "parts-gone")
+    assert doc["status"] == "CREATE_FAILED", doc
+    reason = doc["failure_reason"]
+    assert "interactions dataset" in reason and snapshot_id in reason, reason
+    assert "FileNotFoundError" not in reason and "part-00000" not in reason and "/" not in reason, reason
+    assert doc["outputs"] == {} and _files(world, "parts-gone") == []
+
+
+# ---- a run owns its record: claimed from PENDING, checked on every write ------------------------
+
+@dataclass
+class Stall:
+    """Starts runs that stall at their first predict_batch (as a run whose heartbeat stopped does)."""
+
+    start: Callable[[str], Future[dict[str, Any]]]  # the job's run, once it stalled: its final record
+    release: threading.Event  # lets every stalled run go on
+
+
+@pytest.fixture
+def stall(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stall]:
+    cls = get_recipe("tag-popularity").predictor_cls
+    real = cls.predict_batch
+    stalled, release = threading.Event(), threading.Event()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="stalled-run")
+
+    def predict(self: Any, queries: Any) -> Any:
+        if threading.current_thread().name.startswith("stalled-run"):
+            stalled.set()
+            assert release.wait(60)
+        return real(self, queries)
+
+    def start(job: str) -> Future[dict[str, Any]]:
+        future = pool.submit(run_batch_inference, world.store, T, G, job)
+        assert stalled.wait(60), "the run never reached the predictor"
+        return future
+
+    monkeypatch.setattr(cls, "predict_batch", predict)
+    try:
+        yield Stall(start, release)
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+
+
+def test_a_run_whose_job_was_recreated_writes_nothing_into_the_new_one(world: World, stall: Stall) -> None:
+    """A run stalls, the reaper fails its job, the tenant deletes it and creates it again under the
+    same name: when the old run wakes, it stops (publishing nothing, removing its files), and the
+    new job's run does the work."""
+    key = world.keys.batch_inference_job(G, "again")
+    _job(world, "again")
+    old = stall.start("again")
+    old_run = world.store.registry.read(key).get("run")
+    world.store.registry.update(key, lambda d: {**d, "status": "CREATE_FAILED", "failure_reason": "reaped"})
+    world.store.backend.delete_prefix(world.keys.batch_inference_files(G, "again"))  # the delete route
+    world.store.backend.delete(key)
+    _job(world, "again")
+    stall.release.set()
+    old.result(60)
+    doc = world.store.registry.read(key)
+    assert (doc["status"], doc.get("run"), doc["outputs"]) == ("CREATE_PENDING", None, {}), doc
+    assert _files(world, "again") == []  # the old run's answers went with it
+    doc = run_batch_inference(world.store, T, G, "again")
+    assert doc["status"] == "ACTIVE" and doc["run"] != old_run, doc
+    assert _output(world, doc, "answers")
+    assert {f.split("/")[-2] for f in _files(world, "again")} == {doc["run"]}
+
+
+def test_a_second_run_of_a_claimed_job_does_nothing(world: World, stall: Stall) -> None:
+    """Two tasks of one PENDING job (a submit retried): the first claims it, the second stops at once
+    without touching the record, and the first finishes it."""
+    key = world.keys.batch_inference_job(G, "twice")
+    _job(world, "twice")
+    first = stall.start("twice")
+    claimed = world.store.registry.read(key)
+    second = run_batch_inference(world.store, T, G, "twice")
+    assert second == world.store.registry.read(key) == claimed
+    assert claimed["status"] == "CREATE_IN_PROGRESS" and claimed["run"].startswith("run-")
+    stall.release.set()
+    doc = first.result(60)
+    assert doc["status"] == "ACTIVE" and doc["run"] == claimed["run"], doc
+    assert {f.split("/")[-2] for f in _files(world, "twice")} == {claimed["run"]}
+
+
+# ---- the control plane over a real socket ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def control_plane(world: World) -> Iterator[tuple[str, dict[str, str]]]:
+    """The control plane app over the world's store, served by uvicorn on 127.0.0.1; its URL and
+    the world tenant's headers."""
+    import uvicorn
+
+    from serving.app import create_app
+    from store.tenants import create_tenant
+
+    api_key = create_tenant(world.store.registry, T)
+    now = now_iso()
+    world.store.registry.create(world.keys.group_record(G), {"name": G, "status": "ACTIVE", "created_at": now,
+                                                             "updated_at": now})
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(world.store, lambda *a: None), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/healthz")
+    yield url, {"Authorization": f"Bearer {api_key}"}
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_a_jobs_outputs_are_named_without_the_store(world: World,
+                                                    control_plane: tuple[str, dict[str, str]]) -> None:
+    """The tenant reads outputs through the download route: the job shows their rows and sizes, not
+    the bucket or folder they are kept in."""
+    url, headers = control_plane
+    _job(world, "shown")
+    assert run_batch_inference(world.store, T, G, "shown")["status"] == "ACTIVE"
+    r = httpx.get(f"{url}/v1/dataset-groups/{G}/batch-inference-jobs/shown", headers=headers)
+    assert r.status_code == 200, r.text
+    assert set(r.json()["outputs"]) == {"answers", "segments"}
+    assert all(set(o) == {"rows", "size_bytes"} for o in r.json()["outputs"].values()), r.json()
+    assert world.store.backend.path("") not in r.text and "file://" not in r.text and "run-" not in r.text
+
+
+def test_an_output_deleted_mid_download_is_a_404(world: World, control_plane: tuple[str, dict[str, str]],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file goes between the download's look-up and its open (the job deleted meanwhile): the
+    answer is the 404 of a missing output, not a 500."""
+    url, headers = control_plane
+    _job(world, "vanishing")
+    doc = run_batch_inference(world.store, T, G, "vanishing")
+    path = world.store.backend.path(world.keys.batch_inference_output(G, "vanishing", doc["run"], "answers"))
+    real = world.store.backend.filesystem
+
+    class DeletedAfterLookUp:  # the real filesystem; the file is removed right after it is looked up
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def get_file_info(self, p: Any) -> Any:
+            info = real.get_file_info(p)
+            if p == path:
+                real.delete_file(path)
+            return info
+
+    monkeypatch.setattr(world.store.backend, "filesystem", DeletedAfterLookUp())
+    r = httpx.get(f"{url}/v1/dataset-groups/{G}/batch-inference-jobs/vanishing/outputs/answers",
+                  headers=headers)
+    assert r.status_code == 404, r.text
+    err = r.json()["error"]
+    assert err["field"] == "output" and "is gone" in err["message"] and "vanishing" in err["message"], err
