@@ -717,7 +717,13 @@ class BatchInferenceJobs(_Collection):
 
         Returns:
             The job, usually still ``CREATE_PENDING``; see `wait`.
+
+        Raises:
+            TypeError: `users` is one string, not a list of them.
         """
+        if isinstance(users, (str, bytes)):  # iterating it would ask for each of its characters
+            raise TypeError(f"users must be a list of user ids, not a {type(users).__name__} "
+                            f"({users!r:.40}): for one user pass users=[{users!r:.40}]")
         body = BatchInferenceJobCreate(
             name=name, solution=solution,
             solution_version=None if solution_version in (None, LATEST) else solution_version,

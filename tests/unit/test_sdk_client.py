@@ -605,3 +605,14 @@ def test_an_unreachable_campaign_endpoint_is_named_not_the_control_plane(client:
     message = str(e.value)
     assert f"cannot reach {dead.rsplit('/campaigns', 1)[0]}" in message and client.base_url not in message
     assert "is the campaign ACTIVE" in message
+
+
+def test_batch_users_must_be_a_list_not_one_string(client: Client, server: FakeServer) -> None:
+    """A string is an iterable of its characters: users="alice" would ask for users a, l, i, c, e."""
+    jobs = client.batch_inference_jobs
+    for users in ("alice", b"alice"):
+        with pytest.raises(TypeError, match=rf"users must be a list of user ids.*users=\[{users!r}\]"):
+            jobs.create("g", name="j", solution="s", users=users)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="users"):
+            jobs.create_and_wait("g", name="j", solution="s", users=users)  # type: ignore[arg-type]
+    assert server.requests == []  # refused before anything was sent
