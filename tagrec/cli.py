@@ -1175,6 +1175,27 @@ def _show_batch(ctx: click.Context, job: BatchInferenceJob) -> None:
               ["output", "rows", "bytes"])
 
 
+def _read_users(path: str) -> list[str]:
+    """The user ids of a file, one a line: UTF-8 (a BOM allowed), compressed if its name says so
+    (``.gz``, ``.bz2``, ...); blank lines skipped. Errors name the file (and the line)."""
+    import pyarrow as pa
+
+    hint = "'--users-file'"
+    try:
+        with pa.input_stream(path, compression="detect") as stream:
+            raw = stream.read()
+    except (OSError, pa.ArrowException) as e:
+        raise click.BadParameter(f"{path}: cannot read it ({e})", param_hint=hint) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        gzipped = " (it is gzip-compressed: name it .gz)" if raw[:2] == b"\x1f\x8b" else ""
+        raise click.BadParameter(f"{path}, line {line}: not UTF-8 text (byte {raw[e.start]:#04x}){gzipped}",
+                                 param_hint=hint) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 @batch_inference_jobs.command("create")
 @click.option("--group", "-g", required=True)
 @click.option("--name", "-n", required=True)
@@ -1185,7 +1206,7 @@ def _show_batch(ctx: click.Context, job: BatchInferenceJob) -> None:
 @click.option("--user", "-u", "users", multiple=True,
               help="A user to answer (repeatable; default: every user the version trained on).")
 @click.option("--users-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A file of users to answer, one id per line.")
+              help="A file of users to answer, one id per line (UTF-8; .gz or .bz2 compressed too).")
 @click.option("--segment-size", type=int, default=None,
               help="user-tags: users kept per tag in the segments (default 100).")
 @click.option("--wait/--no-wait", default=True, help="Wait for the job, showing progress.")
@@ -1193,9 +1214,7 @@ def _show_batch(ctx: click.Context, job: BatchInferenceJob) -> None:
 def bij_create(ctx: click.Context, group: str, name: str, solution: str, version: str, num_results: int,
                users: tuple[str, ...], users_file: str | None, segment_size: int | None, wait: bool) -> None:
     """Answer every user (or the given ones) with a solution version, into Parquet outputs."""
-    chosen = list(users)
-    if users_file:
-        chosen += [line.strip() for line in Path(users_file).read_text().splitlines() if line.strip()]
+    chosen = list(users) + (_read_users(users_file) if users_file else [])
     client = _client(ctx)
     job = client.batch_inference_jobs.create(group, name=name, solution=solution, solution_version=version,
                                              num_results=num_results, users=chosen or None,
