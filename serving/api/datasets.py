@@ -23,6 +23,7 @@ from .common import (
     live_dataset,
     live_group,
     mark_deleting,
+    refuse_if_batch_running,
     refuse_if_importing,
     resource_router,
 )
@@ -75,6 +76,8 @@ def delete_dataset(group: Name, kind: DatasetKind, t: Tenant, ctx: Ctx) -> Respo
     live_group(ctx, keys, group)
     existing(ctx, keys.dataset_record(group, kind.value), f"{kind.value} dataset in group {group!r}")
     refuse_if_importing(ctx, keys, group, kind.value)
+    if kind == DatasetKind.INTERACTIONS:  # a running batch job reads the users' histories from it
+        refuse_if_batch_running(ctx, keys, group, None)
     mark_deleting(ctx, keys.dataset_record(group, kind.value))
     if kind == DatasetKind.INTERACTIONS:  # its event log goes with it
         ctx.event_logs.close(t, group)

@@ -5,10 +5,11 @@ jobs over every user and over a list with an unknown user, their Parquet outputs
 the control plane and compared with the versions' own predictors loaded in this process (asked
 what a campaign asks for each user: the user's history, the items seen excluded for next-item);
 the segments the inverse of the answers; bad input a 4xx naming the field; another tenant's key a
-404 on every verb; deletes refused while a job runs; the CLI."""
+404 on every verb; deletes refused while a job runs; the CLI (a gzipped users file with a BOM)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -246,8 +247,8 @@ def test_another_tenants_key_gets_the_404_of_a_job_that_does_not_exist(world: Wo
 
 
 def test_deletes_wait_for_a_running_job(world: World) -> None:
-    """A job running (its record as the job keeps it) holds off deleting it, its solution and its
-    group; once it ended, the job and its files go."""
+    """A job running (its record as the job keeps it) holds off deleting it, its solution, the
+    interactions dataset and its group; once it ended, the job and its files go."""
     c, group = world.client, world.group
     store = Store(StoreConfig.from_env(world.platform.store_uri))
     keys = Keys("tenant-a")
@@ -260,6 +261,8 @@ def test_deletes_wait_for_a_running_job(world: World) -> None:
         c.batch_inference_jobs.delete(group, "busy")
     with pytest.raises(ConflictError, match="busy"):
         c.solutions.delete(group, "items")
+    with pytest.raises(ConflictError, match="busy"):  # it reads the users' histories from it
+        c.datasets.delete(group, "interactions")
     with pytest.raises(ConflictError, match="busy"):
         c.dataset_groups.delete(group, force=True)
     store.registry.update(keys.batch_inference_job(group, "busy"), lambda d: {**d, "status": "CREATE_FAILED"})
@@ -289,3 +292,22 @@ def test_the_cli_describes_lists_and_downloads(world: World, tmp_path: Path) -> 
     assert pq.read_table(tmp_path / "s.parquet").num_rows == world.jobs["tags"].outputs["segments"].rows
     failed = run(env, "batch-inference-jobs", "download", "-g", world.group, "items", "segments", check=False)
     assert failed.returncode != 0 and "no segments output" in failed.stderr, failed.stderr
+
+
+def test_the_cli_reads_a_gzipped_users_file_with_a_bom(world: World, tmp_path: Path) -> None:
+    """--users-file: compressed by its name, a UTF-8 BOM is no part of the first id, blank lines are
+    skipped; a file that is not UTF-8 text is refused naming the file and the line."""
+    env = platform_env(world.platform, tmp_path / "home")
+    users = tmp_path / "users.txt.gz"
+    users.write_bytes(gzip.compress("\ufeff".encode() + "\n".join(world.users[:2] + ["", "u-é"]).encode()))
+    made = json.loads(run(env, "-o", "json", "batch-inference-jobs", "create", "-g", world.group, "-n",
+                          "from-file", "-s", "items", "-k", "2", "--users-file", str(users)).stdout)
+    assert made["status"] == "ACTIVE" and made["users_given"] == 3, made
+    path = world.client.batch_inference_jobs.download(world.group, "from-file", dest=tmp_path)
+    answered = list(dict.fromkeys(pq.read_table(path).column("user_id").to_pylist()))
+    assert answered == [*world.users[:2], "u-é"]
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("u1\nu-é\n".encode("latin-1"))
+    failed = run(env, "batch-inference-jobs", "create", "-g", world.group, "-n", "latin", "-s", "items",
+                 "--users-file", str(latin), check=False)
+    assert failed.returncode != 0 and f"{latin}, line 2: not UTF-8" in failed.stderr, failed.stderr
