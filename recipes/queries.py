@@ -16,7 +16,7 @@ from sdk.types import Role, Schema
 
 from .base import Query
 
-__all__ = ["DEFAULT_HISTORY", "Histories", "history_key", "history_length", "request_query"]
+__all__ = ["Histories", "history_length", "request_query"]
 
 DEFAULT_HISTORY = 64  # events kept per history key for a predictor that names no `max_history`
 

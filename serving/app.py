@@ -29,7 +29,7 @@ from .api.docs import add_docs
 from .deployments import Deployments
 from .event_logs import EventLogs
 
-__all__ = ["create_app", "ApiError", "BatchSubmitter", "JobSubmitter", "JobTracker", "VersionSubmitter"]
+__all__ = ["create_app", "ApiError", "JobSubmitter", "JobTracker", "VersionSubmitter"]
 
 log = logging.getLogger("tagrec.control_plane")
 

@@ -36,8 +36,7 @@ import pyarrow as pa
 
 from sdk.types import Role, Schema
 from store import AlreadyExists, Keys, NotFound, Store, StoreConfig, now_iso
-from store.snapshots import SnapshotWriter, new_snapshot_id, publish, read_current
-from store.snapshots import _read_manifest as read_manifest
+from store.snapshots import SnapshotWriter, new_snapshot_id, publish, read_current, read_manifest
 from store.tables import arrow_schema
 
 __all__ = ["EventLog", "EventsRefused", "event_hash", "event_log_actor", "FLUSH_EVERY_S"]

@@ -116,9 +116,6 @@ def read_manifest(backend: Backend, keys: Keys, group: str, kind: str, snapshot_
     return Manifest(**json.loads(data))
 
 
-_read_manifest = read_manifest  # its older name (serving.events)
-
-
 def publish(backend: Backend, keys: Keys, group: str, kind: str, snapshot_id: str, parts: list[str],
             rows: int, schema: dict[str, Any], mode: str, *, attempts: int = 20) -> Manifest:
     """Make `snapshot_id` the current snapshot: write its manifest, then swap `CURRENT`.

@@ -30,3 +30,20 @@ def test_one_router_per_sdk_collection() -> None:
     expected = {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() for name in sdk.resources.__all__}
     assert expected <= modules, sorted(expected - modules)
     assert modules - expected == {"platform"}  # healthz and whoami: no collection
+
+
+def test_the_batch_inference_surface_is_small() -> None:
+    """What only one module (or its tests) uses stays out of the public names: the batch job's
+    internal error and output schemas, the control plane's batch submitter type, the query
+    builder's history helpers (the campaign imports `history_key` privately), and no old aliases."""
+    import recipes.queries
+    import serving.app
+    import store.snapshots
+    import training_jobs.batch_inference
+
+    assert sorted(training_jobs.batch_inference.__all__) == [
+        "batch_inference_task", "build_segments", "run_batch_inference"]
+    assert not hasattr(training_jobs.batch_inference, "BatchFailed")
+    assert "BatchSubmitter" not in serving.app.__all__
+    assert sorted(recipes.queries.__all__) == ["Histories", "history_length", "request_query"]
+    assert not hasattr(store.snapshots, "_read_manifest")
