@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -154,11 +155,7 @@ class RayJobRunner(JobRunner):
             if task not in self._remote:
                 import ray
 
-                # An import reads and writes on one CPU, a batch inference job predicts on one. A
-                # version's driver mostly waits for its Ray Train workers (which hold the CPUs it
-                # asks for): it takes none, so a 2-worker version fits a 2-CPU machine.
-                cpus = 0 if getattr(task, "__name__", "") == "version_task" else 1
-                self._remote[task] = ray.remote(num_cpus=cpus, max_retries=0)(task)
+                self._remote[task] = ray.remote(num_cpus=_num_cpus(task), max_retries=0)(task)
             return self._remote[task]
 
     def _init_ray(self) -> None:
@@ -254,6 +251,14 @@ class _RayOwner(threading.Thread):
         self._stopping.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
+
+
+def _num_cpus(task: Any) -> int:
+    """The CPUs a job's task holds. An import reads and writes on one, a batch inference job predicts
+    on one. A version's driver mostly waits for its Ray Train workers (which hold the CPUs it asks
+    for): it takes none, so a 2-worker version fits a 2-CPU machine."""
+    versions = sys.modules.get(f"{__package__}.solution_version")  # loaded by the first submit_version
+    return 0 if versions is not None and task is versions.version_task else 1
 
 
 def crash_reason(e: BaseException, what: str = "the job") -> str:

@@ -78,3 +78,23 @@ def test_a_shutdown_while_ray_starts_stops_it_once_started(tmp_path: Path) -> No
     stopper.join(30)
     owner = runner._owner
     assert owner is not None and not owner.is_alive(), "the Ray owner thread outlived shutdown"
+
+
+def test_only_the_version_task_runs_on_no_cpu(tmp_path: Path) -> None:
+    """The version's driver takes no CPU (its Ray Train workers hold them); any other task takes
+    one, also one that happens to be named like it."""
+    from training_jobs.dataset_import import import_task
+    from training_jobs.solution_version import version_task
+
+    def impostor(*args: str) -> None:
+        pass
+
+    impostor.__name__ = impostor.__qualname__ = "version_task"
+    runner = RayJobRunner(Store(StoreConfig(uri=f"file://{tmp_path}")))
+    runner._init_ray = lambda: None  # type: ignore[method-assign]  # no cluster: only the wrapping
+    try:
+        tasks = {"version": version_task, "import": import_task, "impostor": impostor}
+        cpus = {name: runner._ensure_ray(task)._default_options["num_cpus"] for name, task in tasks.items()}
+    finally:
+        runner.shutdown()
+    assert cpus == {"version": 0, "import": 1, "impostor": 1}
