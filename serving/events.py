@@ -47,7 +47,8 @@ FLUSH_EVERY_S = float(os.environ.get("TAGREC_EVENTS_FLUSH_S") or 5.0)
 FLUSH_AT = 5000  # pending events that trigger a flush before the timer
 RECENT_PER_USER = 256  # events per user (and per session) kept in memory
 RECENT_USERS = 200_000  # users (and sessions) kept in memory (least recently written dropped first)
-_ROLES = (Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE, Role.SESSION_ID)
+_ROLES = (Role.USER_ID, Role.ITEM_ID, Role.TIMESTAMP, Role.EVENT_TYPE, Role.EVENT_VALUE, Role.SESSION_ID,
+          Role.TAGS)
 
 
 class EventsRefused(ValueError):
@@ -129,6 +130,9 @@ class EventLog:
                                     f"field is not nullable: a tag click needs a nullable ITEM_ID)")
             if e.get("tags") and tags_field is None:
                 raise EventsRefused(f"events.{i}.tags: the interactions dataset has no TAGS field")
+            if not e.get("tags") and tags_field is not None and not tags_field.nullable:
+                raise EventsRefused(f"events.{i}.tags: required (the interactions dataset's "
+                                    f"{tags_field.name!r} field is not nullable)")
         value_field = schema.field_for(Role.EVENT_VALUE)
         if value_field is not None and value_field.type.value == "int":  # must convert at flush
             for i, e in enumerate(events):

@@ -1394,6 +1394,7 @@ def _print_demo(task: Any, sv: dict[str, Any]) -> None:
         for user, tags in sv["profiles"].items():
             out.print(f"tag profile of user {user}: {', '.join(t for t, _ in tags[:10])}")
         if sv["events"]:
+            out.print(f"user {sv['user']}'s profile: {', '.join(t for t, _ in sv['before'][:10])}")
             out.print(f"user {sv['user']} rates {', '.join(e['item_id'] for e in sv['events'])} 5 stars; "
                       f"the profile at the next request: {', '.join(t for t, _ in sv['after'][:10])}")
         out.print(f"an unknown user gets the fallback: {sv['unknown_user_fallback']}")

@@ -109,7 +109,11 @@ def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
         "organisations": list(dict.fromkeys(r["organisation"] for r in inter + items
                                             if r.get("organisation"))),
     }
-    if u and i and out["users"]:  # items the first user has not rated, with their tags (user-tags demo)
+    if u and i and out["users"]:  # the user-tags demo: the lightest user of the sample rates new items
+        rows_of: dict[Any, int] = {}
+        for r in inter:
+            rows_of[r.get(u)] = rows_of.get(r.get(u), 0) + 1
+        out["light_user"] = light = min(out["users"], key=lambda x: rows_of.get(x, 0))  # the first of ties
         known_tags: dict[str, list[str]] = {}
         item_tag_col = col(DatasetKind.ITEMS, Role.ITEM_ID), col(DatasetKind.ITEMS, Role.TAGS)
         for r in items if all(item_tag_col) else []:
@@ -117,7 +121,7 @@ def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
         for r in inter:
             if t and r.get(i) is not None and r.get(t):
                 known_tags.setdefault(str(r[i]), list(r[t]))
-        seen = {r[i] for r in inter if r.get(u) == out["users"][0]}
+        seen = {r[i] for r in inter if r.get(u) == light}
         fresh = [x for x in reversed(out["items"]) if x not in seen and (known_tags.get(x) or not known_tags)]
         out["new_ratings"] = [{"item_id": x, **({"tags": known_tags[x][:50]} if known_tags.get(x) else {})}
                               for x in fresh[:3]]
@@ -171,14 +175,15 @@ def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[st
         users = facts["users"]
         profiles = {u: [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=u).tags]
                     for u in users[:2]}
-        user, ratings = users[0], facts.get("new_ratings") or []
+        user, ratings = facts.get("light_user", users[0]), facts.get("new_ratings") or []
+        before = [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=user).tags]
         now = time.time()
-        if ratings:  # the first user rates three more items 5 stars: the profile moves at the next request
+        if ratings:  # the user rates three more items 5 stars: the profile moves at the next request
             client.events.put(group, user_id=user, session_id="quickstart", events=[
                 {**r, "event_id": f"quickstart-{k}", "event_type": facts.get("event_type") or "rating",
                  "event_value": 5.0, "timestamp": now + k} for k, r in enumerate(ratings)])
         after = [(t.tag, t.score) for t in c.recommend_tags(group, campaign, user_id=user).tags]
-        return {"profiles": profiles, "user": user, "events": ratings, "after": after,
+        return {"profiles": profiles, "user": user, "events": ratings, "before": before, "after": after,
                 "unknown_user_fallback":
                     c.recommend_tags(group, campaign, user_id="quickstart-nobody").fallback,
                 **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)]))}

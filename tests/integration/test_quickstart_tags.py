@@ -89,6 +89,8 @@ def check_user_tags(result: dict) -> None:
     assert len(profiles) == 2 and all(len(tags) == 10 for tags in profiles.values()), profiles
     assert all(score > 1.0 for tags in profiles.values() for _, score in tags[:1])  # their own tags first
     assert result["serving"]["unknown_user_fallback"] is True
+    serving = result["serving"]  # three new ratings (with their tags) move the profile
+    assert len(serving["events"]) == 3 and serving["after"] != serving["before"], serving
 
 
 def check_tag_set(result: dict) -> list[dict]:

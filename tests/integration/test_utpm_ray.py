@@ -97,7 +97,7 @@ def test_a_profile_is_the_users_topic_and_new_ratings_move_it(quickstarted) -> N
         assert len(tags) == 10 and tags[0][0].startswith(f"{topic}-"), (user, tags)
     user, events = serving["user"], serving["events"]
     assert len(events) == 3 and all(e["tags"] for e in events), events
-    assert serving["after"] != serving["profiles"][user]  # the events changed the next answer
+    assert serving["after"] != serving["before"]  # the events changed the next answer
     assert serving["unknown_user_fallback"] is True
 
 
