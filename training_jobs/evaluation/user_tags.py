@@ -77,6 +77,26 @@ class TagHoldout:
     description: dict[str, Any]
 
 
+def _coded(interactions: pa.Table, cols: Mapping[str, str | None], protocol: str
+           ) -> tuple[pa.Array, np.ndarray, np.ndarray, pa.Array]:
+    """The sorted user ids, each row's user code (-1: no user), time key and tag count.
+
+    Raises:
+        InsufficientData: If the user, time or tags column is missing.
+    """
+    for name in ("user", "time", "tags"):
+        if not cols.get(name) or cols[name] not in interactions.column_names:
+            role = {"user": "USER_ID", "time": "TIMESTAMP", "tags": "TAGS"}[name]
+            raise InsufficientData(f"{protocol} needs an interactions field with role {role}")
+    users_col = interactions.column(cols["user"]).cast(pa.string())
+    ids = pc.unique(pc.drop_null(users_col))
+    ids = ids.take(pc.sort_indices(ids))
+    ucode = pc.fill_null(pc.index_in(users_col, value_set=ids), -1).to_numpy().astype(np.int64)
+    times = _time_key(interactions.column(cols["time"]), cols["time"])
+    lengths = pc.list_value_length(tag_lists(interactions.column(cols["tags"])))
+    return ids, ucode, times, lengths
+
+
 def tag_holdout(interactions: pa.Table, cols: Mapping[str, str | None], config: EvaluationConfig,
                 protocol: str) -> TagHoldout:
     """Hold out the latest tag events of a seeded sample of users.
@@ -90,17 +110,8 @@ def tag_holdout(interactions: pa.Table, cols: Mapping[str, str | None], config: 
     Raises:
         InsufficientData: If a needed column is missing or no user is eligible.
     """
-    for name in ("user", "time", "tags"):
-        if not cols.get(name) or cols[name] not in interactions.column_names:
-            role = {"user": "USER_ID", "time": "TIMESTAMP", "tags": "TAGS"}[name]
-            raise InsufficientData(f"{protocol} needs an interactions field with role {role}")
+    ids, ucode, times, lengths = _coded(interactions, cols, protocol)
     holdout_last = config.holdout_last
-    users_col = interactions.column(cols["user"]).cast(pa.string())
-    ids = pc.unique(pc.drop_null(users_col))
-    ids = ids.take(pc.sort_indices(ids))
-    ucode = pc.fill_null(pc.index_in(users_col, value_set=ids), -1).to_numpy().astype(np.int64)
-    times = _time_key(interactions.column(cols["time"]), cols["time"])
-    lengths = pc.list_value_length(tag_lists(interactions.column(cols["tags"])))
     tagged = pc.fill_null(pc.greater(lengths, 0), False).to_numpy(zero_copy_only=False) & (ucode >= 0)
     n_users = len(ids)
     order = np.lexsort((times, ucode))  # by user, then time; stable: ties keep row order
@@ -264,16 +275,7 @@ def user_split(interactions: pa.Table, cols: Mapping[str, str | None], config: E
     Raises:
         InsufficientData: If a needed column is missing or no user is eligible.
     """
-    for name in ("user", "time", "tags"):
-        if not cols.get(name) or cols[name] not in interactions.column_names:
-            role = {"user": "USER_ID", "time": "TIMESTAMP", "tags": "TAGS"}[name]
-            raise InsufficientData(f"{protocol} needs an interactions field with role {role}")
-    users_col = interactions.column(cols["user"]).cast(pa.string())
-    ids = pc.unique(pc.drop_null(users_col))
-    ids = ids.take(pc.sort_indices(ids))
-    ucode = pc.fill_null(pc.index_in(users_col, value_set=ids), -1).to_numpy().astype(np.int64)
-    times = _time_key(interactions.column(cols["time"]), cols["time"])
-    lengths = pc.list_value_length(tag_lists(interactions.column(cols["tags"])))
+    ids, ucode, times, lengths = _coded(interactions, cols, protocol)
     positive = pc.fill_null(pc.greater(lengths, 0), False).to_numpy(zero_copy_only=False)
     value_col = cols.get("event_value")
     if value_col and value_col in interactions.column_names:
