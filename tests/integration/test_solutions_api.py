@@ -148,6 +148,27 @@ def test_solution_with_bad_hyperparameters_is_refused(client: Client, hyperparam
     assert client.solutions.list(group) == []
 
 
+@pytest.mark.parametrize(("hyperparameters", "field"), [
+    ({"heads": 0}, "hyperparameters.heads"),
+    ({"fusion": "max"}, "hyperparameters.fusion"),
+    ({"negative_sampling": "random"}, "hyperparameters.negative_sampling"),
+    ({"positive_threshold": "NaN"}, "hyperparameters.positive_threshold"),
+    ({"sampled_negatives": 101}, "hyperparameters.sampled_negatives"),
+    ({"embedding_dim": 8, "tie_tag_embeddings": True}, "hyperparameters"),
+    ({"negative_threshold": 4.0}, "hyperparameters"),
+    ({"num_heads": 2}, "hyperparameters.num_heads"),
+], ids=["heads-0", "fusion", "negative-sampling", "nan-threshold", "negatives-101", "tied-dims",
+        "thresholds-crossed", "unknown-key"])
+def test_utpm_solution_with_bad_hyperparameters_is_refused(client: Client, hyperparameters: dict[str, Any],
+                                                           field: str) -> None:
+    group = unique()
+    client.dataset_groups.create(group)
+    with pytest.raises(BadRequestError) as e:
+        client.solutions.create(group, name=unique("sol"), recipe="utpm", hyperparameters=hyperparameters)
+    assert (e.value.status_code, e.value.error_type, e.value.field) == (400, "invalid_input", field)
+    assert client.solutions.list(group) == []
+
+
 def test_solution_with_unknown_recipe_is_refused(client: Client) -> None:
     group = unique()
     client.dataset_groups.create(group)
