@@ -142,3 +142,28 @@ def test_the_utpm_campaign_keeps_tenants_apart_and_names_bad_fields(quickstarted
         other.campaigns.recommend_tags(group, "quickstart", user_id="1")
     with pytest.raises(NotFoundError):
         other.solution_versions.retrieve(group, "quickstart", result["solution_version"])
+
+
+def test_a_batch_job_exports_every_profile_and_the_tag_segments(quickstarted, tmp_path: Path) -> None:
+    """The profiles of all users as Parquet (what the campaign answers from the same snapshot, for
+    users no test sent events), and each tag's top users: the inverse of the profiles."""
+    import pyarrow.parquet as pq
+
+    client, group, _ = quickstarted
+    job = client.batch_inference_jobs.create_and_wait(group, name="profiles", solution="quickstart",
+                                                      num_results=5, segment_size=10, poll_interval=0.5,
+                                                      timeout=300)
+    answers = pq.read_table(client.batch_inference_jobs.download(group, "profiles", output="answers",
+                                                                 dest=tmp_path)).to_pylist()
+    segments = pq.read_table(client.batch_inference_jobs.download(group, "profiles", output="segments",
+                                                                  dest=tmp_path)).to_pylist()
+    assert {r["user_id"] for r in answers} == {str(u + 1) for u in range(N_USERS)}, job
+    for user in ("5", "6", "7"):
+        live = client.campaigns.recommend_tags(group, "quickstart", user_id=user, num_results=5)
+        mine = sorted((r for r in answers if r["user_id"] == user), key=lambda r: r["rank"])
+        assert [r["tag"] for r in mine] == [t.tag for t in live.tags]
+        assert [r["score"] for r in mine] == pytest.approx([t.score for t in live.tags], rel=1e-5)
+    held = {(r["tag"], r["user_id"]) for r in answers if not r["fallback"]}
+    assert segments and all((r["tag"], r["user_id"]) in held for r in segments)
+    drama = [r["user_id"] for r in segments if r["tag"].startswith("drama-")]
+    assert drama and sum((int(u) - 1) % len(TOPICS) == 2 for u in drama) >= 0.9 * len(drama)
