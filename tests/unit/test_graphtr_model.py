@@ -4,6 +4,7 @@ trains, and a few neighbour pairs are overfitted."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -68,7 +69,7 @@ def test_every_ablation_overfits_a_few_pairs(flags: dict) -> None:
     targets, hop1, hop2 = batch()
     args = dict(anchor=torch.tensor([0, 1, 2]), positive=torch.tensor([3, 4, 5]),
                 negatives=torch.tensor([[4, 5], [5, 3], [3, 4]]))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    opt = torch.optim.Adam(model.parameters(), lr=0.003)
     first = None
     for _ in range(120):
         opt.zero_grad()
@@ -76,7 +77,8 @@ def test_every_ablation_overfits_a_few_pairs(flags: dict) -> None:
         loss.backward()
         opt.step()
         first = float(loss) if first is None else first
-    assert float(loss) < 0.5 * first, (flags, first, float(loss))
+    # Below 0.8 of an all-zero embedding's loss (3 log 2: what a collapsed model gets) and of the first.
+    assert float(loss) < 0.8 * min(first, 3 * math.log(2)), (flags, first, float(loss))
 
 
 def test_ablating_every_first_layer_aggregator_is_refused() -> None:
