@@ -42,7 +42,7 @@ Follows Liu et al., "Graph Neural Network for Tag Ranking in Tag-enhanced Video 
   ``E % world_size`` of the shuffle dropped, or wrapped with ``drop_last=False``). `negatives` (paper:
   20) negatives per pair are drawn from all nodes, uniformly or by degree**0.75 (word2vec's
   unigram^0.75; isolated nodes never); with `reject_neighbours` a draw equal to the pair's node or
-  one of its stored neighbours is redrawn (vectorised, up to 8 rounds; a node adjacent to almost
+  one of its stored neighbours is redrawn (vectorised, up to 32 rounds; a node adjacent to almost
   everything may keep one). `HeteroGraph.loss_batch` turns pairs into a `LossBatch`: the distinct
   nodes of the pairs and negatives, sampled, each encoded once, and the pairs as positions.
 * §4.1: embeddings are fixed after training, so the graph takes no new events.
@@ -69,7 +69,7 @@ NODE_TYPES = ("item", "tag", "creator", "user")
 EDGE_TYPES = ("item-item", "item-user", "item-tag", "item-creator", "tag-tag")
 _ENDS = {"item-item": (0, 0), "item-user": (0, 3), "item-tag": (0, 1), "item-creator": (0, 2),
          "tag-tag": (1, 1)}  # edge type -> the field of each end
-_REJECT_ROUNDS = 8
+_REJECT_ROUNDS = 32
 _VERSION = 1
 
 
@@ -605,9 +605,14 @@ class HeteroGraph:
         sizes = np.bincount(group, minlength=1)
         if sizes.max(initial=0) <= max_degree:
             return rows, cols
-        order = np.lexsort((cols, -degree[cols], -counts, group))
-        rank = np.arange(len(order)) - (np.cumsum(sizes) - sizes)[group[order]]
-        keep = order[rank < max_degree]
+        full = sizes[group] > max_degree  # only these groups need ranking
+        at = np.flatnonzero(full)
+        seen = counts[at] * (int(degree.max()) + 1) + degree[cols[at]]  # count, then degree
+        order = at[np.lexsort((cols[at], -seen, group[at]))]
+        g = group[order]
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        keep = np.concatenate((np.flatnonzero(~full), order[rank < max_degree]))
         return rows[keep], cols[keep]
 
     # --- features (§3.3.1) -----------------------------------------------------------------
@@ -811,7 +816,7 @@ class HeteroGraph:
     def negatives(self, nodes: np.ndarray, rng: np.random.Generator, num: int | None = None) -> np.ndarray:
         """(len(nodes), num) negative nodes for pairs whose first node is `nodes` (default num: the
         config's `negatives`), by `negative_sampling`; with `reject_neighbours`, redrawn while equal
-        to the node or one of its stored neighbours (up to 8 rounds)."""
+        to the node or one of its stored neighbours (up to 32 rounds)."""
         nodes = self._check(nodes).reshape(-1)
         num = self.config.negatives if num is None else num
         out = self._draw((len(nodes), num), rng)
