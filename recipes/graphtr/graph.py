@@ -147,8 +147,18 @@ class GraphConfig:
 
     @classmethod
     def from_object(cls, obj: Any) -> GraphConfig:
-        """The fields of `obj` (e.g. the recipe's config) that share a name with this class's."""
-        return cls(**{f.name: getattr(obj, f.name) for f in fields(cls) if hasattr(obj, f.name)})
+        """The fields of `obj` (e.g. the recipe's config) that share a name with this class's, and
+        the aliases ``field_dims`` (d: the item field 2d, the others d, as the paper's 300/150),
+        ``first_samples`` and ``second_samples`` (fanout1, fanout2); a same-named field wins."""
+        values: dict[str, Any] = {}
+        if getattr(obj, "field_dims", None) is not None:
+            d = int(obj.field_dims)
+            values.update(item_features=2 * d, tag_features=d, creator_features=d, user_features=d)
+        for alias, name in (("first_samples", "fanout1"), ("second_samples", "fanout2")):
+            if getattr(obj, alias, None) is not None:
+                values[name] = getattr(obj, alias)
+        values.update({f.name: getattr(obj, f.name) for f in fields(cls) if hasattr(obj, f.name)})
+        return cls(**values)
 
     @property
     def feature_sizes(self) -> tuple[int, int, int, int]:

@@ -249,6 +249,12 @@ def test_config_is_validated_and_read_from_a_recipe_config() -> None:
     assert (cfg.max_degree, cfg.fanout1, cfg.fanout2) == (7, 5, 20)
     assert GraphConfig().feature_sizes == (100, 50, 50, 50)
 
+    class Aliased:  # the recipe's names: field_dims (item 2x), first/second_samples
+        field_dims, first_samples, second_samples, tag_features = 8, 4, 3, 5
+
+    aliased = GraphConfig.from_object(Aliased())
+    assert aliased.feature_sizes == (16, 5, 8, 8) and (aliased.fanout1, aliased.fanout2) == (4, 3)
+
 
 # --- the degree cap and the features (§3.3.1) ----------------------------------------------------
 def test_the_degree_cap_keeps_the_most_seen_neighbours_per_field() -> None:
