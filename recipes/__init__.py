@@ -23,6 +23,7 @@ _PACKAGES = {
     "item-tag-frequency": "recipes.item_tag_frequency",
     "tag-cooccurrence": "recipes.tag_cooccurrence",
     "utpm": "recipes.utpm",
+    "graphtr": "recipes.graphtr",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 
