@@ -42,7 +42,7 @@ class GraphTrConfig(BaseModel):
     max_degree: int = Field(default=200, ge=1, le=100_000,
                             description="Neighbours kept per node and field, the most frequent first.")
     field_dims: int = Field(
-        default=64, ge=1, le=10_000,
+        default=16, ge=1, le=10_000,
         description="Top-frequent nodes per field a node's feature indicates (§3.3.1: item 300, others "
                     "150); the item field gets twice this.")
     # --- HFIN (§3.3) ----------------------------------------------------------------------------
@@ -60,6 +60,11 @@ class GraphTrConfig(BaseModel):
     second_transformer: bool = Field(default=True, description="The second layer's transformer (eq. 13).")
     # --- the objective (§3.4) ---------------------------------------------------------------------
     negatives: int = Field(default=20, ge=1, le=1000, description="Negative nodes per neighbour pair (20).")
+    shared_negatives: bool = Field(
+        default=True,
+        description="The batch's pairs share their `negatives` negative nodes (as GraphSAGE's "
+                    "unsupervised loss does); False: each pair its own, as eq. 14 reads (20x the nodes "
+                    "encoded per batch).")
     negative_sampling: Literal["uniform", "degree"] = Field(
         default="degree", description="Negatives drawn uniformly or by degree^0.75 (word2vec's).")
     # --- online ranking (§4.1) -----------------------------------------------------------------------

@@ -4,7 +4,9 @@ Follows Liu, Xie et al. (CIKM'20) §3.4 (the neighbour-similarity objective: eac
 pair is a positive, `negatives` nodes drawn by degree^0.75 are negatives; Adam) and §5.3 (two-hop
 samples of 30 / 20 neighbours, batches of 512 pairs: smaller defaults here). An epoch is the first
 `pairs_per_epoch` pairs of this rank's shuffled share (`HeteroGraph.epoch_pairs`, equal shares for
-DDP); sampling is seeded by (seed, epoch, rank, batch).
+DDP); sampling is seeded by (seed, epoch, rank, batch). With `shared_negatives` (default) a batch's
+pairs share one draw of negatives, so a batch encodes about 2·batch + negatives nodes, not
+batch·(2 + negatives): eq. 14's sum is the same, its negatives correlated within a batch.
 """
 
 from __future__ import annotations
@@ -47,10 +49,13 @@ class GraphTrHooks(TrainingHooks):
         src, dst = src[:per_rank], dst[:per_rank]
         for b, lo in enumerate(range(0, len(src), cfg.batch_size)):
             rng = np.random.default_rng([cfg.seed, epoch, rank, b])
-            lb = examples.loss_batch(src[lo:lo + cfg.batch_size], dst[lo:lo + cfg.batch_size], rng,
-                                     num_negatives=cfg.negatives, k1=cfg.first_samples, k2=cfg.second_samples)
-            yield {name: torch.from_numpy(np.ascontiguousarray(getattr(lb, name)).astype(np.int64))
-                   for name in ("nodes", "hop1", "hop2", "anchor", "positive", "negatives")}
+            a, p = src[lo:lo + cfg.batch_size], dst[lo:lo + cfg.batch_size]
+            if cfg.shared_negatives:
+                yield _shared(examples, a, p, rng, cfg)
+                continue
+            lb = examples.loss_batch(a, p, rng, num_negatives=cfg.negatives, k1=cfg.first_samples,
+                                     k2=cfg.second_samples)
+            yield _tensors(lb.nodes, lb.hop1, lb.hop2, lb.anchor, lb.positive, lb.negatives)
 
     def loss(self, model: HfinModel, batch: dict[str, Any]) -> torch.Tensor:
         """Calls the model itself (`forward`), so `model` may be wrapped in DistributedDataParallel."""
@@ -59,3 +64,21 @@ class GraphTrHooks(TrainingHooks):
 
     def num_events(self, batch: dict[str, Any]) -> int:
         return int(batch["anchor"].shape[0])
+
+
+def _shared(graph: HeteroGraph, a: np.ndarray, p: np.ndarray, rng: np.random.Generator,
+            cfg: GraphTrConfig) -> dict[str, torch.Tensor]:
+    """A batch whose pairs share one draw of `negatives` nodes (rejected against the first pair)."""
+    negs = graph.negatives(a[:1], rng, cfg.negatives)[0]  # (J,)
+    distinct, inverse = np.unique(np.concatenate((a, p, negs)), return_inverse=True)
+    s = graph.sample_two_hop(distinct, rng, cfg.first_samples, cfg.second_samples)
+    n = len(a)
+    return _tensors(s.nodes, s.hop1, s.hop2, inverse[:n], inverse[n:2 * n],
+                    np.broadcast_to(inverse[2 * n:], (n, len(negs))))
+
+
+def _tensors(nodes: np.ndarray, hop1: np.ndarray, hop2: np.ndarray, anchor: np.ndarray,
+             positive: np.ndarray, negatives: np.ndarray) -> dict[str, torch.Tensor]:
+    arrays = {"nodes": nodes, "hop1": hop1, "hop2": hop2, "anchor": anchor, "positive": positive,
+              "negatives": negatives}
+    return {k: torch.from_numpy(np.ascontiguousarray(v).astype(np.int64)) for k, v in arrays.items()}
