@@ -77,7 +77,7 @@ class GraphTrConfig(BaseModel):
     epochs: int = Field(default=5, ge=1, le=10_000, description="Passes over the neighbour pairs.")
     batch_size: int = Field(default=256, ge=1, le=65_536, description="Neighbour pairs per batch (512).")
     pairs_per_epoch: int = Field(
-        default=50_000, ge=1, le=100_000_000,
+        default=20_000, ge=1, le=100_000_000,
         description="Neighbour pairs drawn per epoch (all edges when fewer).")
     learning_rate: float = Field(default=0.003, gt=0.0, le=10.0, description="Adam learning rate.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1,

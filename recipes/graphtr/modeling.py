@@ -18,7 +18,10 @@ Recommendation" (CIKM'20):
   over that neighbour's own sampled neighbours), an FC layer with ReLU, a classical transformer
   encoder layer, average pooling: o (eq. 13).
 * §3.4 Neighbour-similarity objective (eq. 14) — −log σ(o_i·o_k) for a neighbour pair and
-  −log(1 − σ(o_i·o_j)) for each sampled negative.
+  −log(1 − σ(o_i·o_j)) for each sampled negative, on cosines × 5 instead of raw dot products (not
+  in the paper: the transformer's LayerNorm gives every o a norm of about √d_h and a shared
+  direction, and the raw dot products saturated σ from the first step, losses in the hundreds on
+  HetRec MovieLens-2k; §4.1 ranks by cosine, so the loss now learns what the ranking reads).
 
 Ablations (§5.6, Table 4) as config: without GraphSAGE, without the FM layers (both FM terms),
 without the first transformer (h = [h_Graph, h_FM2]), without the second (FC + average pooling);
@@ -42,6 +45,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["HfinModel", "field_interactions"]
+
+_SCALE = 5.0  # eq. 14's logits: 5 × cos(o_i, o_j)
 
 
 def field_interactions(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -68,9 +73,12 @@ class _FieldBags(nn.Module):
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         lead, (n_fields, depth) = feats.shape[:-2], feats.shape[-2:]
-        # A field's index 0 is padding: keep it on the shared padding row 0.
-        shifted = torch.where(feats > 0, feats + self.offsets[:, None], torch.zeros_like(feats))
-        out = self.bag(shifted.reshape(-1, depth))  # (·, width)
+        flat = (feats + self.offsets[:, None]).reshape(-1, depth)  # (bags, D)
+        hot = feats.reshape(-1, depth) > 0  # index 0 is padding: left out of the bags
+        counts = hot.sum(1)
+        starts = torch.zeros_like(counts)
+        starts[1:] = counts.cumsum(0)[:-1]
+        out = self.bag(flat[hot], starts)  # only the hot positions: (bags, width)
         return out.reshape(*lead, n_fields, self.width)
 
 
@@ -96,17 +104,20 @@ class HfinModel(nn.Module):
         self.register_buffer("node_features", node_features if node_features is not None
                              else torch.zeros(0, self.n_fields, 1, dtype=torch.long), persistent=False)
         width = 0
+        # Every projection of the field features in one bag, its columns split: W^Q, W^K, W^V of
+        # every field (eq. 2), W^G over the whole feature (eq. 9), W_v per field (eq. 10).
+        parts = (("qkv", 3, self.use_trans1), ("sage", 1, self.use_sage), ("fm", 1, self.use_fm))
+        self.splits = {name: H * k for name, k, on in parts if on}
         if self.use_trans1:
-            self.qkv = _FieldBags(field_sizes, 3 * H)  # W^Q, W^K, W^V of every field (eq. 2)
             self.attention = nn.ModuleList(nn.MultiheadAttention(H, heads, batch_first=True)
                                            for _ in field_sizes)  # W_j^{Q,K,V}, W^O (eq. 4-5)
             width += (self.n_fields + (1 if self.use_fm else 0)) * H  # eq. 8
         if self.use_sage:
-            self.sage = _FieldBags(field_sizes, H)  # W^G over the whole feature (eq. 9)
             width += H
         if self.use_fm:
-            self.fm = _FieldBags(field_sizes, H)  # W_v per field (eq. 10)
             width += H
+        if self.splits:
+            self.bags = _FieldBags(field_sizes, sum(self.splits.values()))
         if width == 0:
             raise ValueError("every aggregator of the first layer is ablated: nothing to learn from")
         if self.sage_only:
@@ -123,9 +134,10 @@ class HfinModel(nn.Module):
         """(..., 1+n, F, D) hot positions of a centre node (first) and its n neighbours → (..., W) h."""
         lead, T = feats.shape[:-3], feats.shape[-3]
         x = feats.reshape(-1, T, *feats.shape[-2:])  # (M, T, F, D)
+        projected = dict(zip(self.splits, self.bags(x).split(list(self.splits.values()), dim=-1)))
         parts = []
         if self.use_trans1:
-            qkv = self.qkv(x)  # (M, T, F, 3H)
+            qkv = projected["qkv"]  # (M, T, F, 3H)
             pooled = []
             for f, mha in enumerate(self.attention):
                 q, k, v = qkv[:, :, f].chunk(3, dim=-1)  # (M, T, H)
@@ -135,10 +147,10 @@ class HfinModel(nn.Module):
                 parts.append(field_interactions(pooled))  # eq. 7
             parts.extend(pooled)
         if self.use_sage:
-            whole = self.sage(x).sum(dim=(1, 2))  # Σ over nodes and fields of W^G f: (M, H)
+            whole = projected["sage"].sum(dim=(1, 2))  # Σ over nodes and fields of W^G f: (M, H)
             parts.append(F.relu(whole))  # eq. 9
         if self.use_fm:
-            per_field = self.fm(x).mean(1)  # eq. 10: average over the T nodes, (M, F, H)
+            per_field = projected["fm"].mean(1)  # eq. 10: average over the T nodes, (M, F, H)
             parts.append(field_interactions(list(per_field.unbind(1))))  # eq. 11
         return torch.cat(parts, dim=-1).reshape(*lead, -1)  # eq. 12
 
@@ -163,6 +175,7 @@ class HfinModel(nn.Module):
         """The mean loss of eq. 14. The batch's distinct nodes are encoded once (`targets` with
         their samples); `anchor`, `positive` (P,) and `negatives` (P, J) index into them."""
         o = self.encode(targets, hop1, hop2)  # (B, H)
+        o = F.normalize(o, dim=-1) * _SCALE ** 0.5  # cosines × _SCALE (below)
         a, p, n = o[anchor], o[positive], o[negatives]  # (P, H), (P, H), (P, J, H)
         pos = F.logsigmoid((a * p).sum(-1))  # (P,)
         neg = F.logsigmoid(-torch.einsum("ph,pjh->pj", a, n)).sum(-1)  # (P,)
