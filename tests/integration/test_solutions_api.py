@@ -169,6 +169,29 @@ def test_utpm_solution_with_bad_hyperparameters_is_refused(client: Client, hyper
     assert client.solutions.list(group) == []
 
 
+@pytest.mark.parametrize(("hyperparameters", "field", "named"), [
+    ({"hidden_dim": 10, "heads": 4}, "hyperparameters", "hidden_dim (10) must be divisible by heads (4)"),
+    ({"first_transformer": False, "graphsage": False, "fm": False}, "hyperparameters",
+     "first_transformer, graphsage and fm are all off"),
+    ({"epochs": -1}, "hyperparameters.epochs", "epochs"),
+    ({"aggregator": "gat"}, "hyperparameters.aggregator", "aggregator"),
+    ({"user_nodes": "everyone"}, "hyperparameters.user_nodes", "user_nodes"),
+    ({"time_decay": "NaN"}, "hyperparameters.time_decay", "time_decay"),
+    ({"creator_field": "x" * 257}, "hyperparameters.creator_field", "creator_field"),
+    ({"num_heads": 2}, "hyperparameters.num_heads", "num_heads"),
+], ids=["heads-divide", "no-aggregator", "negative-epochs", "aggregator", "user-nodes", "nan-decay",
+        "long-creator-field", "unknown-key"])
+def test_graphtr_solution_with_bad_hyperparameters_is_refused(client: Client, hyperparameters: dict[str, Any],
+                                                              field: str, named: str) -> None:
+    group = unique()
+    client.dataset_groups.create(group)
+    with pytest.raises(BadRequestError) as e:
+        client.solutions.create(group, name=unique("sol"), recipe="graphtr", hyperparameters=hyperparameters)
+    assert (e.value.status_code, e.value.error_type, e.value.field) == (400, "invalid_input", field)
+    assert named in e.value.message, e.value.message
+    assert client.solutions.list(group) == []
+
+
 def test_solution_with_unknown_recipe_is_refused(client: Client) -> None:
     group = unique()
     client.dataset_groups.create(group)
