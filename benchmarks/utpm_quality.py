@@ -139,7 +139,7 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], variants: Sequence[st
     return {"split": description, "runs": runs, "summary": summarize(runs)}
 
 
-def _interval(values: Sequence[float]) -> dict[str, float]:
+def interval(values: Sequence[float]) -> dict[str, float]:
     x = np.asarray(values, dtype=np.float64)
     half = _T95.get(len(x) - 1, 1.96) * x.std(ddof=1) / math.sqrt(len(x)) if len(x) > 1 else float("nan")
     return {"mean": float(x.mean()), "ci95": float(half)}
@@ -152,7 +152,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for key in SHOWN:
             v = [r["metrics"][key] for r in rs]
             figures[key] = {"median": float(np.median(v)), "min": float(min(v)), "max": float(max(v)),
-                            **_interval(v)}
+                            **interval(v)}
         out[name] = {"metrics": figures, "fit_seconds": float(np.median([r["fit_seconds"] for r in rs]))}
         rates = [r["labels_per_second"] for r in rs if r["labels_per_second"]]
         if rates:
@@ -160,7 +160,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         for ref in ("tag-popularity", "youtube-dnn"):
             if ref in runs and ref != name and VARIANTS[name][0] == "utpm":
                 out[name][f"minus_{ref}"] = {
-                    key: _interval([a["metrics"][key] - b["metrics"][key] for a, b in zip(rs, runs[ref])])
+                    key: interval([a["metrics"][key] - b["metrics"][key] for a, b in zip(rs, runs[ref])])
                     for key in SHOWN}
     return out
 

@@ -73,6 +73,16 @@ class GraphTrConfig(BaseModel):
     time_decay: float = Field(default=0.95, gt=0.0, le=1.0, allow_inf_nan=False,
                               description="η of eq. 16: each older event weighs η times the next.")
     user_tags: int = Field(default=10, ge=1, le=1000, description="Top weighted tags building u (eq. 17).")
+    history_tags: Literal["event", "item"] = Field(
+        default="event",
+        description="x(ij) of eq. 15: 'event': an event that carries tags (a tag click or application) "
+                    "counts its own tags, an event without (a watch) its item's candidate tags; 'item': "
+                    "every event counts its item's candidates (and its own tags), as eq. 15 reads for "
+                    "the paper's watches.")
+    candidate_prior: float = Field(
+        default=0.0, ge=0.0, le=100.0, allow_inf_nan=False,
+        description="λ: a candidate scores cos(u, t) + λ·log(1 + n), n the times the tag was applied to "
+                    "the item in training; 0 ranks by the cosine alone (§4.1).")
     # --- optimization ------------------------------------------------------------------------------
     epochs: int = Field(default=5, ge=1, le=10_000, description="Passes over the neighbour pairs.")
     batch_size: int = Field(default=256, ge=1, le=65_536, description="Neighbour pairs per batch (512).")

@@ -4,7 +4,9 @@ Follows Liu, Xie et al. (CIKM'20) §3.2 (the graph is built from the training da
 from the interactions, item–tag edges from the tags applied in training and the items' own tags,
 creators from an items field, user groups from the users' categorical fields) and §5.4 (candidate
 tags and their counts come from the training period only). Besides the graph it keeps each tag's
-training applications, the fallback's order (the global popularity of §5.2).
+training applications, the fallback's order (the global popularity of §5.2), and each item's tag
+counts (the `item-tag-frequency` baseline's featurizer: the candidates' weights of
+``candidate_prior``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 
 from recipes.base import Featurizer
 from recipes.common import tag_lists
+from recipes.item_tag_frequency import ItemTagFrequencyConfig, ItemTagFrequencyFeaturizer
 from sdk.types import DatasetKind, Role, Schema
 
 from .configuration import GraphTrConfig
@@ -29,6 +32,7 @@ from .graph import NODE_TYPES, GraphColumns, GraphConfig, HeteroGraph
 __all__ = ["GraphTrFeaturizer"]
 
 _STATE = "graphtr.json"
+_FREQUENCY = "item-tag-counts"
 TAG = NODE_TYPES.index("tag")
 
 
@@ -36,9 +40,11 @@ class GraphTrFeaturizer(Featurizer):
     """The graph and the tags' training counts; `transform` returns the graph (the examples of the
     neighbour-similarity objective are its edges)."""
 
-    def __init__(self, graph: HeteroGraph, tag_counts: np.ndarray) -> None:
+    def __init__(self, graph: HeteroGraph, tag_counts: np.ndarray, frequency: ItemTagFrequencyFeaturizer
+                 ) -> None:
         self.graph = graph
         self.tag_counts = tag_counts  # (num tags,) applications in training, graph tag order
+        self.frequency = frequency  # per item, how many times each tag was applied to it in training
 
     @classmethod
     def fit(cls, tables: Mapping[DatasetKind, pa.Table], config: GraphTrConfig, *,  # type: ignore[override]
@@ -60,7 +66,8 @@ class GraphTrFeaturizer(Featurizer):
         if graph.num_nodes_of("tag") == 0:
             raise ValueError("recipe 'graphtr' found no tag: the interactions' TAGS field (and the items' "
                              "TAGS) is empty in the training data")
-        return cls(graph, _tag_counts(inter, columns.tags, graph))
+        frequency = ItemTagFrequencyFeaturizer.fit(tables, ItemTagFrequencyConfig(), schemas=schemas)
+        return cls(graph, _tag_counts(inter, columns.tags, graph), frequency)
 
     def transform(self, tables: Mapping[DatasetKind, pa.Table]) -> HeteroGraph:
         return self.graph
@@ -69,6 +76,8 @@ class GraphTrFeaturizer(Featurizer):
         state, arrays = self.graph.state()
         (directory / _STATE).write_text(json.dumps(state))
         np.savez(directory / "graph.npz", tag_counts=self.tag_counts, **arrays)
+        (directory / _FREQUENCY).mkdir(exist_ok=True)
+        self.frequency.save(directory / _FREQUENCY)
 
     @classmethod
     def load(cls, directory: Path) -> GraphTrFeaturizer:
@@ -76,7 +85,8 @@ class GraphTrFeaturizer(Featurizer):
         with np.load(directory / "graph.npz", allow_pickle=False) as z:
             arrays: dict[str, Any] = {k: z[k] for k in z.files}
         counts = arrays.pop("tag_counts")
-        return cls(HeteroGraph.from_state(state, arrays), counts)
+        return cls(HeteroGraph.from_state(state, arrays), counts,
+                   ItemTagFrequencyFeaturizer.load(directory / _FREQUENCY))
 
     # --- what the predictor asks ---------------------------------------------------------------
     def item_tags(self, item_id: str | None) -> np.ndarray:
@@ -87,6 +97,14 @@ class GraphTrFeaturizer(Featurizer):
         if node < 0:
             return np.zeros(0, np.int64)
         return self.graph.neighbours(node, "tag").astype(np.int64) - int(self.graph.offsets[TAG])
+
+    def applied(self, item_id: str | None) -> dict[str, float]:
+        """Tag → the times it was applied to the item in training (empty: none, or unknown)."""
+        f = self.frequency
+        i = f.items.index(item_id)
+        lo, hi = int(f.indptr[i]), int(f.indptr[i + 1])
+        return {f.tags.ids[t - 1]: float(c) for t, c in zip(f.pair_tags[lo:hi].tolist(),
+                                                             f.pair_counts[lo:hi].tolist())}
 
 
 def _tag_counts(interactions: pa.Table, tags_col: str | None, graph: HeteroGraph) -> np.ndarray:

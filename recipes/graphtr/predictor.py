@@ -2,14 +2,22 @@
 
 Follows Liu, Xie et al. (CIKM'20) §4.1 (online tag ranking): over the user's latest
 `history_items` events v_1..v_k (oldest first), a tag's weight is α_i = Σ_j x(ij)·complete_j·time_j
-(eq. 15): x(ij) = 1 when t_i is a candidate tag of v_j's item (its tags in the training graph) or
-one of the event's own tags (a tag click or application: a real-time event counts at the next
-request); complete_j is the event value when it is a completion share in [0, 1], else 1;
-time_j = η^(k-j) (eq. 16). The top `user_tags` tags by weight build u = Σ β_i t_i with
-β_i = α_i / Σ α (eq. 17), and the candidates are ranked by cos(u, t). Tag embeddings t are HFIN's
-o (eq. 13), computed once when the predictor is built (seeded neighbour samples), not per request.
+(eq. 15). x(ij) = 1 when t_i is one of v_j's own tags if the event carries any (a tag click or
+application: the user chose those tags, the item's others they passed over), else when t_i is a
+candidate tag of v_j's item (its tags in the training graph: a watch, the paper's case);
+`history_tags="item"` reads eq. 15 literally for every event (the item's candidates and the event's
+own tags). A real-time event counts at the next request. complete_j is the event value when it is a
+completion share in [0, 1], else 1; time_j = η^(k-j) (eq. 16). The top `user_tags` tags by weight
+build u = Σ β_i t_i with β_i = α_i / Σ α (eq. 17), and the candidates are ranked by cos(u, t). Tag
+embeddings t are HFIN's o (eq. 13), computed once when the predictor is built (seeded neighbour
+samples), not per request.
 
-Candidates: the request's (`candidates`; a tag the graph does not know scores 0, last) or the
+Not in the paper (its videos carry a few tag candidates with no weights): with
+`candidate_prior` λ > 0 a candidate scores cos(u, t) + λ·log(1 + n_it), n_it the times t was
+applied to the item in training, so an item's much-applied tags lead and the user's taste orders the
+rest and breaks the many ties (λ = 0, the default, is §4.1 as written).
+
+Candidates: the request's (`candidates`; a tag the graph does not know comes last, unscored) or the
 item's own tags in training. A user with nothing the model can read (no history, or no known tag
 in it) or an item without known tags gets the tags by their training applications, flagged
 fallback (§5.2's popularity baseline).
@@ -72,9 +80,10 @@ class GraphTrPredictor(Predictor):
             value = e[3] if len(e) > 3 else None
             complete = float(value) if isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0 else 1.0
             decay = cfg.time_decay ** (k - 1 - j)
-            tags = set(self.featurizer.item_tags(e[0]).tolist())
             own = e[4] if len(e) > 4 and e[4] else ()
-            tags.update(i for i in (self._tag_index.get(str(t)) for t in own) if i is not None)
+            tags = {i for i in (self._tag_index.get(str(t)) for t in own) if i is not None}
+            if not own or cfg.history_tags == "item":
+                tags.update(self.featurizer.item_tags(e[0]).tolist())
             for t in tags:
                 weights[t] = weights.get(t, 0.0) + complete * decay
         if not weights or not any(w > 0 for w in weights.values()):
@@ -96,17 +105,24 @@ class GraphTrPredictor(Predictor):
             own = self.featurizer.item_tags(q.item_id)
             asked = [self._tag_ids[i] for i in own.tolist() if self._tag_ids[i] not in exclude]
         u = self.user_vector(q.history)
+        if not asked and q.candidates is not None:  # every candidate excluded: nothing to rank
+            return Answer([], fallback=False)
         if not asked:  # an unknown item without candidates: the most applied tags overall, flagged
             ranked = [self._tag_ids[i] for i in self._popular.tolist() if self._tag_ids[i] not in exclude]
             return Answer([(t, float(self._share[self._tag_index[t]])) for t in ranked[:n]], fallback=True)
         known = [t for t in asked if t in self._tag_index]
-        unknown = [(t, 0.0) for t in asked if t not in self._tag_index]
+        unknown: list[tuple[str, float | None]] = [(t, None) for t in asked if t not in self._tag_index]
         if u is None:  # nothing to read about the user: the candidates by popularity, flagged
-            scored = sorted(((t, float(self._share[self._tag_index[t]])) for t in known),
-                            key=lambda x: (-x[1], self._tag_index[x[0]]))
+            scored: list[tuple[str, float | None]] = sorted(
+                ((t, float(self._share[self._tag_index[t]])) for t in known),
+                key=lambda x: (-(x[1] or 0.0), self._tag_index[x[0]]))
             return Answer((scored + unknown)[:n], fallback=True)
         idx = np.array([self._tag_index[t] for t in known], np.int64)
-        cos = self.tag_vectors[idx] @ u if len(idx) else np.zeros(0)
-        order = np.lexsort((idx, -cos))
-        scored = [(known[i], float(cos[i])) for i in order]
-        return Answer((scored + unknown)[:n])
+        score = self.tag_vectors[idx] @ u if len(idx) else np.zeros(0)
+        if self.config.candidate_prior > 0 and len(idx):
+            applied = self.featurizer.applied(q.item_id)
+            n_it = np.array([applied.get(t, 0.0) for t in known])
+            score = score + self.config.candidate_prior * np.log1p(n_it)
+        order = np.lexsort((idx, -score))
+        ranked: list[tuple[str, float | None]] = [(known[i], float(score[i])) for i in order]
+        return Answer((ranked + unknown)[:n])
