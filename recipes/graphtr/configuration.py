@@ -80,9 +80,9 @@ class GraphTrConfig(BaseModel):
                     "every event counts its item's candidates (and its own tags), as eq. 15 reads for "
                     "the paper's watches.")
     candidate_prior: float = Field(
-        default=0.0, ge=0.0, le=100.0, allow_inf_nan=False,
+        default=1.0, ge=0.0, le=100.0, allow_inf_nan=False,
         description="λ: a candidate scores cos(u, t) + λ·log(1 + n), n the times the tag was applied to "
-                    "the item in training; 0 ranks by the cosine alone (§4.1).")
+                    "the item in training (not in the paper); 0 ranks by the cosine alone (§4.1).")
     # --- optimization ------------------------------------------------------------------------------
     epochs: int = Field(default=5, ge=1, le=10_000, description="Passes over the neighbour pairs.")
     batch_size: int = Field(default=256, ge=1, le=65_536, description="Neighbour pairs per batch (512).")

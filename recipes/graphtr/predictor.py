@@ -15,7 +15,8 @@ samples), not per request.
 Not in the paper (its videos carry a few tag candidates with no weights): with
 `candidate_prior` λ > 0 a candidate scores cos(u, t) + λ·log(1 + n_it), n_it the times t was
 applied to the item in training, so an item's much-applied tags lead and the user's taste orders the
-rest and breaks the many ties (λ = 0, the default, is §4.1 as written).
+rest and breaks the many ties (default λ = 1: a unit of log-count weighs as a unit of cosine; λ = 0 is
+§4.1 as written).
 
 Candidates: the request's (`candidates`; a tag the graph does not know comes last, unscored) or the
 item's own tags in training. A user with nothing the model can read (no history, or no known tag

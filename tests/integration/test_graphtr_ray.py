@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_USERS = 60
 SETS = {"hidden_dim": 16, "heads": 2, "field_dims": 8, "first_samples": 5, "second_samples": 3,
-        "negatives": 5, "batch_size": 128, "epochs": 3}
+        "negatives": 5, "batch_size": 128, "epochs": 3,
+        "candidate_prior": 0.0}  # §4.1's cosine alone: the planted tastes, not the planted counts, rank
 
 
 @pytest.fixture(scope="module")

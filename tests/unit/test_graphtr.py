@@ -22,6 +22,7 @@ import torch
 from pydantic import ValidationError
 
 from recipes import get_recipe
+from recipes.graphtr import GraphTrPredictor
 from recipes.base import Query
 from recipes.graphtr import GraphTrConfig, GraphTrFeaturizer
 from sdk.hetrec import convert
@@ -137,8 +138,28 @@ class TestConformance(RecipeConformance):
 def predictor():
     tables, schemas = planted(seed=1)
     spec = get_recipe("graphtr")
-    config, featurizer, model = fit_in_process(spec, SMALL, tables, schemas=schemas, threads=1)
-    return tables, spec.predictor_cls(config, featurizer, model)
+    config, featurizer, model = fit_in_process(spec, {**SMALL, "candidate_prior": 0.0}, tables,
+                                               schemas=schemas, threads=1)
+    return tables, spec.predictor_cls(config, featurizer, model)  # §4.1: the cosine alone
+
+
+def test_the_candidate_prior_leads_with_the_items_most_applied_tags(predictor) -> None:
+    """cos + λ·log(1 + n_it): a large λ orders by the item's training counts, the cosine among ties;
+    the default λ = 1 moves the ranking towards the counts."""
+    tables, p = predictor
+    h = history(tables, "4")
+    q = Query(history=h, user_id="4", item_id="1", num_results=50)
+    applied = p.featurizer.applied("1")
+    assert applied and len(set(applied.values())) > 1  # the planted counts differ
+    by_counts = GraphTrPredictor(p.config.model_copy(update={"candidate_prior": 100.0}), p.featurizer,
+                                 p.model).predict_batch([q])[0]
+    counts = [applied[t] for t in by_counts.ids]
+    assert counts == sorted(counts, reverse=True) and set(by_counts.ids) == set(applied)
+    cosine = p.predict_batch([q])[0]
+    default = GraphTrPredictor(p.config.model_copy(update={"candidate_prior": 1.0}), p.featurizer,
+                               p.model).predict_batch([q])[0]
+    for t, score in default.ranked:
+        assert score == pytest.approx(dict(cosine.ranked)[t] + np.log1p(applied[t]))
 
 
 def item_tags(tables) -> dict[str, set[str]]:
