@@ -1279,7 +1279,9 @@ def bij_download(ctx: click.Context, group: str, name: str, which: str, dest: st
 @click.option("--seed", type=int, default=0, help="Seed of the synthetic data and of the evaluation split.")
 @click.option("--recipe", default=None,
               help="Any recipe id (`tagrec recipes list`); default: the one the data fits "
-                   "(hrnn-meta, tag-popularity, tag-cooccurrence, session-tag-popularity).")
+                   "(hrnn-meta, tag-popularity, tag-cooccurrence, session-tag-popularity). E.g. "
+                   "graphtr or item-tag-frequency with hetrec:PATH: one item's tags ranked for two users; "
+                   "utpm with movielens:PATH: users' tag profiles.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
 @click.option("--evaluation", "evaluation_mode", default=None,
               help="The offline evaluation protocol (default: the recipe's first), e.g. item-cold-start.")
@@ -1399,8 +1401,17 @@ def _print_demo(task: Any, sv: dict[str, Any]) -> None:
                       f"the profile at the next request: {', '.join(t for t, _ in sv['after'][:10])}")
         out.print(f"an unknown user gets the fallback: {sv['unknown_user_fallback']}")
     elif task == TaskId.ITEM_TAGS:
+        out.print(f"item {sv['item']}'s tags ranked for two users ({sv['candidates']} candidates, top 10):")
         for user, tags in sv["tags_for_users"].items():
-            out.print(f"item {sv['item']}'s tags ranked for user {user}: {', '.join(tags[:10])}")
+            out.print(f"  user {user}: {', '.join(tags[:10])}")
+        a, b = (list(sv["tags_for_users"]) + [None, None])[:2]
+        asked = f"asked {sv['users_asked']} users in turn"
+        if sv["differ"]:
+            out.print(f"({asked}: user {b} is the first whose top 10 differs from user {a}'s)")
+        else:
+            out.print(f"({asked}: the model gave them all the same top 10)")
+        if sv["fallback_users"]:
+            out.print(f"({len(sv['fallback_users'])} of them got the fallback: not compared)")
     elif task == TaskId.TAG_SET:
         for post in sv["posts"]:
             out.print(f"post {post['title']!r}: generated {post['generated']} "

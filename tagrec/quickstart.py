@@ -9,14 +9,17 @@ recipe fits them by default:
 | `movielens:PATH` | ml-100k / ml-1m / ml-latest | hrnn-meta (next-item) |
 | `movielens:PATH`, user-tags recipe | + item tags (HetRec's with `tags_from`, else genres) | (utpm) |
 | `hetrec:PATH` | HetRec 2011 tag assignments + item metadata | tag-popularity (user-tags) |
+| `hetrec:PATH`, item-tags recipe | the same (movielens-2k's directors: creator nodes) | (graphtr) |
 | `stackexchange:PATH` | Stack Exchange posts: text + tags | tag-cooccurrence (tag-set) |
 | `intents:PATH` | intent corpus → simulated support sessions | session-tag-popularity (session-tags) |
 
 `demo(task, client, group, campaign, sample)` shows what a campaign of the task answers (a user's
 next items before and after real-time events; a user's tag profile before and after new ratings
-(UTPM's fields are rebuilt at each request); an item's tags ranked for two
-users; the tags of posts next to their true ones; the next tags along a support session) and
-times 100 sequential requests. Only the SDK is used (no torch, no ray).
+(UTPM's fields are rebuilt at each request); one item's tags ranked for two users (the sample's
+item with the most distinct tags: its taggers, then other users, are asked in turn and the first
+two whose top 10 differ are shown, else the first two with `differ` false); the tags of posts
+next to their true ones; the next tags along a support session) and times 100 sequential
+requests. Only the SDK is used (no torch, no ray).
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from sdk.tasks import TaskId
 from sdk.types import DatasetKind, Role, Schema
 
 __all__ = ["DEFAULT_RECIPES", "Prepared", "demo", "prepare"]
+
+ITEM_TAGS_TRIES = 10  # users asked about one item until two rankings differ
+MAX_TAGS = 500  # a recommend-tags request's num_results limit: every candidate of the item
 
 DEFAULT_RECIPES = {"synthetic": "hrnn-meta", "movielens": "hrnn-meta", "hetrec": "tag-popularity",
                    "stackexchange": "tag-cooccurrence", "intents": "session-tag-popularity"}
@@ -127,14 +133,17 @@ def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
                               for x in fresh[:3]]
         types = [r.get("event_type") for r in inter if r.get("event_type")]
         out["event_type"] = types[0] if types else None
-    if u and i:  # users of the most tagged item (item-tags)
+    if u and i:  # item-tags: the item given the most distinct tags (then by the most users)
         by_item: dict[str, list[str]] = {}
+        tags_of: dict[str, set[str]] = {}
         for r in inter:
             if r.get(i) is not None and r.get(u) is not None and (not t or r.get(t)):
                 by_item.setdefault(r[i], []).append(r[u])
+                tags_of.setdefault(r[i], set()).update(map(str, r.get(t) or ()) if t else ())
         if by_item:
-            best = max(by_item, key=lambda k: len(set(by_item[k])))
-            out["tagged_item"], out["its_users"] = best, list(dict.fromkeys(by_item[best]))
+            best = max(by_item, key=lambda k: (len(tags_of[k]), len(set(by_item[k]))))  # the first of ties
+            out["tagged_item"] = best  # its taggers are asked first, then the sample's other users
+            out["its_users"] = list(dict.fromkeys(by_item[best] + out["users"]))
     text_cols = [f.name for f in prepared.schemas[DatasetKind.ITEMS].fields if f.type.value == "text"] \
         if DatasetKind.ITEMS in prepared.schemas else []
     tag_col = col(DatasetKind.ITEMS, Role.TAGS)
@@ -153,6 +162,33 @@ def _latency(call: Callable[[int], Any], requests: int = 100) -> dict[str, float
     times.sort()
     return {"requests": requests, "p50_ms": round(times[len(times) // 2], 2),
             "p99_ms": round(times[min(len(times) - 1, int(0.99 * len(times)))], 2)}
+
+
+def _item_tags_pair(client: Client, group: str, campaign: str, item: str | None,
+                    users: list[Any], tries: int = ITEM_TAGS_TRIES) -> dict[str, Any]:
+    """Ask the item's tags for up to `tries` users in turn; the first user the model answers and the
+    first one after whose top 10 differs from theirs (fallback answers are counted, not compared)."""
+    shown: dict[Any, list[str]] = {}
+    fallback: list[Any] = []
+    first, pair, candidates = None, (), 0
+    for user in users[:tries]:
+        answer = client.campaigns.recommend_tags(group, campaign, user_id=user, item_id=item,
+                                                 num_results=MAX_TAGS)
+        shown[user] = [x.tag for x in answer.tags[:10]]
+        if answer.fallback:
+            fallback.append(user)
+            continue
+        candidates = max(candidates, len(answer.tags))
+        if first is None:
+            first = user
+        elif shown[user] != shown[first]:
+            pair = (first, user)
+            break
+    differ = bool(pair)
+    if not differ:  # no two answers differ: show the first two the model answered (else asked)
+        pair = tuple([x for x in shown if x not in fallback][:2] or list(shown)[:2])
+    return {"item": item, "candidates": candidates, "tags_for_users": {x: shown[x] for x in pair},
+            "differ": differ, "users_asked": len(shown), "fallback_users": fallback}
 
 
 def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[str, Any]) -> dict[str, Any]:
@@ -189,9 +225,7 @@ def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[st
                 **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)]))}
     if task == TaskId.ITEM_TAGS:
         item, users = facts.get("tagged_item"), facts.get("its_users") or facts["users"]
-        ranked = {u: [t.tag for t in c.recommend_tags(group, campaign, user_id=u, item_id=item).tags]
-                  for u in users[:2]}
-        return {"item": item, "tags_for_users": ranked,
+        return {**_item_tags_pair(client, group, campaign, item, users),
                 **_latency(lambda k: c.recommend_tags(group, campaign, user_id=users[k % len(users)],
                                                       item_id=item))}
     if task == TaskId.TAG_SET:

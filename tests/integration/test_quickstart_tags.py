@@ -1,21 +1,25 @@
 """`tagrec -o json quickstart --data hetrec:DIR | stackexchange:FILE | intents:FILE` end to end on
 a real platform (loopback S3 store, local Ray, Serve over HTTP): the data converted and imported,
 the task's baseline recipe trained and evaluated next to its baseline, a campaign deployed and
-asked the task's demo, then everything deleted. The inputs are small files written here in each
-format's real layout, with planted structure the answers must show."""
+asked the task's demo, then everything deleted; and `--recipe graphtr` on a HetRec folder (the
+item-tags demo: one item's tags ranked differently for two users). The inputs are small files
+written here in each format's real layout, with planted structure the answers must show."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sdk import NotFoundError
 from tests.conftest import SHARED_DATA, Platform, unique
 from tests.integration.test_cli import platform_env, run
 from tests.integration.test_session_tags_ray import CORPUS
 from tests.integration.test_tag_set_ray import stackexchange_csv
+from tests.unit.test_graphtr import BRIDGES, SMALL, movie_tags, planted_hetrec
 from tests.unit.test_hetrec import ms, write
 from tests.unit.test_intents import write_csv
 
@@ -122,6 +126,39 @@ def test_quickstart_on_a_hetrec_folder(ray_platform: Platform, tmp_path: Path) -
     for user, tags in result["serving"]["profiles"].items():  # the planted favourite tag leads
         favourite = f"{GENRES[(int(user) - 1000) % 4].lower()}-{((int(user) - 1000) // 4) % 5}"
         assert tags[0][0] == favourite, (user, tags)
+
+
+def test_quickstart_graphtr_ranks_one_items_tags_differently_for_two_users(ray_platform: Platform,
+                                                                           tmp_path: Path) -> None:
+    """The item-tags demo picks the item with the most distinct tags (a planted bridge movie: 3 tags
+    of its topic, 2 of the next) and shows the first two users whose top 10s differ, as the
+    campaign answers them."""
+    folder = planted_hetrec(tmp_path, n_users=40, n_movies=32, per_user=20)
+    group = unique("qs")
+    sets = [a for k, v in {**SMALL, "epochs": 1}.items() for a in ("--set", f"{k}={v}")]
+    proc = run(platform_env(ray_platform, tmp_path / "home"), "-o", "json", "quickstart", "--data",
+               f"hetrec:{folder}", "--recipe", "graphtr", "--group", group, "--keep", *sets)
+    client = ray_platform.client()
+    try:
+        result = json.loads(proc.stdout)
+        assert (result["task"], result["recipe"]) == ("item-tags", "graphtr")
+        assert result["evaluation"]["protocol"] == "item-tag-holdout"
+        assert set(result["baselines"]) == {"item-tag-frequency"} and result["metrics"]
+        demo = result["serving"]
+        item = demo["item"]
+        assert item in BRIDGES and demo["candidates"] == 5, demo
+        assert demo["differ"] is True and 2 <= demo["users_asked"] <= 10 and not demo["fallback_users"], demo
+        (a, top_a), (b, top_b) = demo["tags_for_users"].items()
+        assert top_a != top_b and set(top_a) == set(top_b) == {t for ts in movie_tags(int(item)).values()
+                                                               for t in ts}, demo
+        for user, top in demo["tags_for_users"].items():  # what the campaign answers, not made up
+            answer = client.campaigns.recommend_tags(group, "quickstart", user_id=user, item_id=item,
+                                                     num_results=10)
+            assert not answer.fallback and [t.tag for t in answer.tags] == top, (user, answer)
+    finally:
+        with contextlib.suppress(NotFoundError):
+            client.campaigns.delete(group, "quickstart")
+        client.dataset_groups.delete(group, force=True)
 
 
 def test_quickstart_on_a_stackexchange_csv(ray_platform: Platform, tmp_path: Path) -> None:
