@@ -22,13 +22,12 @@ import torch
 from pydantic import ValidationError
 
 from recipes import get_recipe
-from recipes.graphtr import GraphTrPredictor
 from recipes.base import Query
-from recipes.graphtr import GraphTrConfig, GraphTrFeaturizer
+from recipes.graphtr import GraphTrConfig, GraphTrFeaturizer, GraphTrPredictor
 from sdk.hetrec import convert
 from sdk.types import DatasetKind, Role, Schema
 from tests.unit.conformance import RecipeConformance
-from tests.unit.test_hetrec import write
+from tests.unit.test_hetrec import delicious_2k, lastfm_2k, movielens_2k, write
 from training_jobs.loop import fit_in_process
 
 TOPICS = ("action", "comedy", "drama", "horror")
@@ -326,3 +325,25 @@ def test_a_training_table_without_tags_names_the_tags_role() -> None:
     with pytest.raises(ValueError, match="no tag.*TAGS"):
         GraphTrFeaturizer.fit({DatasetKind.INTERACTIONS: empty}, GraphTrConfig(),
                               schemas={DatasetKind.INTERACTIONS: inter})
+
+
+@pytest.mark.parametrize("layout", [movielens_2k, lastfm_2k, delicious_2k])
+def test_every_hetrec_layout_trains_and_answers(layout, tmp_path: Path) -> None:
+    """Any HetRec 2011 folder `tagrec import hetrec` reads trains: lastfm's artists and delicious's
+    bookmarks have no creator field (no creator nodes), tiny folders included."""
+    data = convert(layout(tmp_path), tmp_path / "out")
+    tables = {k: pq.read_table(v) for k, v in data.paths.items()}
+    config, featurizer, model = fit_in_process("graphtr", {**SMALL, "epochs": 1}, tables,
+                                               schemas=data.schemas, threads=1)
+    inter = tables[DatasetKind.INTERACTIONS].to_pylist()
+    user_col = data.schemas[DatasetKind.INTERACTIONS].field_for(Role.USER_ID).name
+    item_col = data.schemas[DatasetKind.INTERACTIONS].field_for(Role.ITEM_ID).name
+    tag_col = data.schemas[DatasetKind.INTERACTIONS].field_for(Role.TAGS).name
+    row = inter[0]
+    history = [(r[item_col], 0, "tag", None, tuple(r[tag_col]))
+               for r in inter if r[user_col] == row[user_col]]
+    a = GraphTrPredictor(config, featurizer, model).predict_batch(
+        [Query(history=history, user_id=str(row[user_col]), item_id=str(row[item_col]), num_results=5)])[0]
+    assert a.ids and not a.fallback and set(a.ids) <= set(featurizer.graph.vocab["tag"])
+    if layout is not movielens_2k:
+        assert featurizer.graph.num_nodes_of("creator") == 0
