@@ -1,11 +1,13 @@
 """Training throughput of the Ray Train job vs the same loop in plain PyTorch, same data, same run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--recipe hrnn-meta|utpm] [--interactions 100000]
-        [--epochs 3] [--repeats 3]
+    .venv/bin/python benchmarks/train_throughput.py [--recipe hrnn-meta|utpm|graphtr]
+        [--interactions 100000] [--epochs 3] [--repeats 3] [--pairs 5000]
 
 Data: hrnn-meta trains on seeded synthetic interactions (`--interactions`, `--users`, `--items`);
 utpm on movielens-latest-small with the HetRec MovieLens-2k tags from ../shared/data (as
-benchmarks/utpm_quality.py; its events are the labels a batch scores, sampled negatives included).
+benchmarks/utpm_quality.py; its events are the labels a batch scores, sampled negatives included);
+graphtr on the HetRec MovieLens-2k folder itself (`sdk.hetrec`, its graph of 47,957 tag
+assignments), `--pairs` neighbour pairs an epoch (its `pairs_per_epoch`; the rates are pairs/s).
 
 Both sides run the same generic loop (`training_jobs.loop.epochs`, the recipe's own hooks) over
 the same data: plain = `training_jobs.loop.fit_in_process` in a fresh process without Ray (fit the
@@ -15,7 +17,9 @@ folder; the plain fit gets the same single thread and OMP_NUM_THREADS=1, as Ray 
 Reported: events/s from the epochs' own timings (steady state; Ray Train reports only the epochs
 whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs) and end
 to end (wall time of the whole call, featurizing and start-up included), the Ray overhead in %,
-the driver's RSS and the Ray Train worker's peak RSS (sampled with psutil while training).
+and peak RSS: the plain process's and the Ray driver's own (`VmHWM`; the driver fits the
+featurizer too), and the Ray Train worker's (sampled with psutil while training, among this
+process's descendants only: other Ray clusters on the machine are not counted).
 """
 
 from __future__ import annotations
@@ -44,33 +48,52 @@ def _plain(a: argparse.Namespace) -> dict:
     fit_in_process(a.recipe, _hyperparameters(a), tables, schemas=schemas, on_epoch=history.append,
                    threads=1)
     return {"wall_s": time.perf_counter() - t0, "events": sum(m["events"] for m in history),
-            "epoch_s": [m["seconds"] for m in history]}
+            "epoch_s": [m["seconds"] for m in history], "peak_rss_mib": _peak_rss_mib()}
+
+
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM: ru_maxrss counts the parent's too after vfork+exec)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
     peak = 0
     while not stop.is_set():
         total = 0
-        for p in psutil.process_iter(["cmdline", "memory_info"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if "RayTrainWorker" in cmd and p.info["memory_info"] is not None:
-                total += p.info["memory_info"].rss
+        for p in psutil.Process().children(recursive=True):  # this run's Ray cluster only
+            try:
+                if "RayTrainWorker" in " ".join(p.cmdline()):
+                    total += p.memory_info().rss
+            except psutil.Error:  # gone meanwhile
+                pass
         peak = max(peak, total)
         time.sleep(0.2)
     out["ray_workers_peak_rss_mib"] = peak / 2**20
 
 
 def _hyperparameters(a: argparse.Namespace) -> dict:
-    return {"epochs": a.epochs, "seed": 0}
+    return {"epochs": a.epochs, "seed": 0, **({"pairs_per_epoch": a.pairs} if a.recipe == "graphtr" else {})}
 
 
 def _data(a: argparse.Namespace) -> tuple:
+    data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if a.recipe == "graphtr":
+        import pyarrow.parquet as pq
+
+        from sdk.hetrec import convert
+
+        folder = data_dir / "hetrec2011-movielens-2k-tags"
+        if not folder.exists():
+            sys.exit(f"--recipe graphtr trains on {folder} (licensed data, not in the repo): absent")
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = convert(folder, tmp)
+            return {k: pq.read_table(p) for k, p in converted.paths.items()}, converted.schemas
     if a.recipe == "utpm":
         import pyarrow.parquet as pq
 
         from sdk.movielens_tags import convert
 
-        data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
         ml, tags = data_dir / "movielens-latest-small", data_dir / "hetrec2011-movielens-2k-tags"
         if not ml.exists() or not tags.exists():
             sys.exit(f"--recipe utpm trains on {ml} and {tags} (licensed data, not in the repo): absent")
@@ -85,7 +108,8 @@ def _data(a: argparse.Namespace) -> tuple:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="hrnn-meta", choices=("hrnn-meta", "utpm"))
+    ap.add_argument("--recipe", default="hrnn-meta", choices=("hrnn-meta", "utpm", "graphtr"))
+    ap.add_argument("--pairs", type=int, default=5_000, help="graphtr: neighbour pairs an epoch")
     ap.add_argument("--interactions", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=4_000)
     ap.add_argument("--items", type=int, default=2_000)
@@ -114,7 +138,8 @@ def main() -> None:
             child = subprocess.run(
                 [sys.executable, __file__, "--child-plain", "--recipe", a.recipe,
                  "--interactions", str(a.interactions),
-                 "--users", str(a.users), "--items", str(a.items), "--epochs", str(a.epochs)],
+                 "--users", str(a.users), "--items", str(a.items), "--epochs", str(a.epochs),
+                 "--pairs", str(a.pairs)],
                 capture_output=True, text=True, check=True,
                 env={**os.environ, "OMP_NUM_THREADS": "1"})  # as Ray sets it for its workers
             plain_runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -151,6 +176,7 @@ def main() -> None:
     for r in plain_runs:
         r["epoch_s"] = dict(enumerate(r["epoch_s"]))
     p_steady, p_e2e = rates(plain_runs)
+    unit = "pairs" if a.recipe == "graphtr" else "events"
     r_steady, r_e2e = rates(ray_runs)
     result = {
         "recipe": a.recipe, "interactions": sum(t.num_rows for k, t in tables.items()
@@ -161,20 +187,22 @@ def main() -> None:
         "ray_overhead_pct_steady": round(100 * (1 - r_steady / p_steady), 1),
         "plain_events_per_s_end_to_end": round(p_e2e), "ray_events_per_s_end_to_end": round(r_e2e),
         "ray_overhead_pct_end_to_end": round(100 * (1 - r_e2e / p_e2e), 1),
-        "driver_peak_rss_mib": round(psutil.Process().memory_info().rss / 2**20),
+        "unit": unit,
+        "plain_peak_rss_mib": round(statistics.median(r["peak_rss_mib"] for r in plain_runs)),
+        "driver_peak_rss_mib": round(_peak_rss_mib()),
         "ray_workers_peak_rss_mib": round(mem.get("ray_workers_peak_rss_mib", 0)),
     }
     if a.json:
         print(json.dumps(result))
         return
-    print(f"\n{a.recipe} training, {result['interactions']:,} interactions, {a.epochs} epochs, "
-          f"median of {a.repeats}, {os.cpu_count()} CPUs")
-    print(f"  steady state (epochs {kept_epochs}): plain {p_steady:,.0f} events/s, Ray Train {r_steady:,.0f} "
-          f"events/s -> overhead {result['ray_overhead_pct_steady']}% (goal <= 15%)")
-    print(f"  end to end (with start-up): plain {p_e2e:,.0f} events/s, Ray Train {r_e2e:,.0f} "
-          f"events/s -> overhead {result['ray_overhead_pct_end_to_end']}%")
-    print(f"  memory: driver RSS {result['driver_peak_rss_mib']} MiB, Ray Train worker peak "
-          f"{result['ray_workers_peak_rss_mib']} MiB")
+    print(f"\n{a.recipe} training, {result['interactions']:,} interactions, {a.epochs} epochs of "
+          f"{result['events_per_epoch']:,} {unit}, median of {a.repeats}, {os.cpu_count()} CPUs")
+    print(f"  steady state (epochs {kept_epochs}): plain {p_steady:,.0f} {unit}/s, Ray Train {r_steady:,.0f} "
+          f"{unit}/s -> overhead {result['ray_overhead_pct_steady']}% (goal <= 15%)")
+    print(f"  end to end (with start-up): plain {p_e2e:,.0f} {unit}/s, Ray Train {r_e2e:,.0f} "
+          f"{unit}/s -> overhead {result['ray_overhead_pct_end_to_end']}%")
+    print(f"  peak RSS: plain process {result['plain_peak_rss_mib']} MiB; Ray driver "
+          f"{result['driver_peak_rss_mib']} MiB + Ray Train worker {result['ray_workers_peak_rss_mib']} MiB")
 
 
 if __name__ == "__main__":
