@@ -37,13 +37,20 @@ What runs (all on this machine, HTTP on 127.0.0.1; every number printed is measu
 * `--events`: one real-time event is put first, so the group has an event log and the campaign
   reads it (one Ray actor call) for every batch, as a campaign of a group with events does.
 
+`--recipe graphtr` serves GraphTR instead (the item-tags task): the HetRec MovieLens-2k folder of
+../shared/data converted by `sdk.hetrec` and imported, a graphtr version trained on it (`--epochs`
+of `--pairs` neighbour pairs) and deployed; every request is POST .../recommend-tags
+`{"user_id", "item_id", "num_results": 10}` for a random (user, item) pair of the tag assignments,
+so the user's snapshot history (up to 200 events) is read and the item's candidate tags ranked.
+The bare app answers one real answer's bytes as above; the in-process figures are the same.
+
 On a 2-core machine the client, the Serve proxy, the replicas, the controller and Ray's own
 daemons all share the two cores: the highest rate held is the capacity of this whole setup, not
 of a replica on a dedicated machine.
 
 Usage: `python benchmarks/serving_latency.py [--rates 25,50,100,150,200,300] [--duration 10]
 [--repeats 3] [--replicas 1] [--max-ongoing-requests 32] [--max-queued-requests 64] [--events]
-[--json]`
+[--recipe hrnn-meta|graphtr] [--pairs 2000] [--json]`
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ LABELS = {"bare": "bare Serve", "campaign": "campaign"}
 P99_LIMIT_MS = 100.0
 RATIO_GOAL = 3.0
 RATE_GOAL = 200.0
+VERBS = {"hrnn-meta": "recommend", "graphtr": "recommend-tags"}  # --recipe: the verb asked
+HETREC = REPO.parent / "shared" / "data" / "hetrec2011-movielens-2k-tags"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,31 +336,50 @@ def memory_of(procs: list[Any]) -> list[dict[str, float]]:
     return out
 
 
-def train_and_deploy(client: Any, a: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
-    from sdk import Status
+def _dataset(a: argparse.Namespace, tmp: Path) -> tuple[dict[Any, Path], dict[Any, Any], list[dict]]:
+    """The files and schemas to import, and the pool of request bodies (the verb's JSON fields)."""
+    if a.recipe == "graphtr":
+        import pyarrow.parquet as pq
+
+        from sdk.hetrec import convert
+
+        if not HETREC.exists():
+            sys.exit(f"--recipe graphtr serves a model of {HETREC} (licensed data, not in the repo): absent")
+        data = convert(HETREC, tmp / "data")
+        pairs = pq.read_table(data.interactions, columns=["user_id", "item_id"]).to_pylist()
+        return data.paths, data.schemas, [{**r, "num_results": 10} for r in pairs]
     from sdk.synthetic import generate
 
-    t0 = time.perf_counter()
     data = generate(seed=a.seed, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
+    users = sorted(set(data.interactions.column("user_id").to_pylist()))
+    return data.write_csv(tmp / "data"), data.schemas, [{"user_id": u, "num_results": 25} for u in users]
+
+
+def train_and_deploy(client: Any, a: argparse.Namespace, tmp: Path, log: Any) -> dict[str, Any]:
+    from sdk import Status
+
+    t0 = time.perf_counter()
+    paths, schemas, pool = _dataset(a, tmp)
     group = "bench"
     client.dataset_groups.create(group)
-    paths = data.write_csv(tmp / "data")
-    for kind, schema in data.schemas.items():
+    rows = {}
+    for kind, schema in schemas.items():
         client.datasets.create(group, kind=kind, schema=schema)
-        client.dataset_import_jobs.create_and_wait(group, dataset=kind, source=paths[kind],
-                                                   poll_interval=0.2)
+        job = client.dataset_import_jobs.create_and_wait(group, dataset=kind, source=paths[kind],
+                                                         poll_interval=0.2)
+        rows[kind.value] = job.progress.rows
     t_import = time.perf_counter() - t0
-    log(f"  imported {a.users} users / {a.items} items / {a.interactions:,} interactions "
-        f"({t_import:.1f} s)")
+    log(f"  imported {rows} rows ({t_import:.1f} s)")
     t0 = time.perf_counter()
-    client.solutions.create(group, name="s", recipe="hrnn-meta",
-                            hyperparameters={"epochs": a.epochs, "seed": 1})
+    hyperparameters = {"epochs": a.epochs, "seed": 1,
+                       **({"pairs_per_epoch": a.pairs} if a.recipe == "graphtr" else {})}
+    client.solutions.create(group, name="s", recipe=a.recipe, hyperparameters=hyperparameters)
     v = client.solution_versions.create(group, solution="s")
-    v = client.solution_versions.wait(group, "s", v.name, poll_interval=0.5, timeout=1200)
+    v = client.solution_versions.wait(group, "s", v.name, poll_interval=0.5, timeout=3600)
     if v.status != Status.ACTIVE:
         raise RuntimeError(f"training failed: {v.failure_reason}")
     t_train = time.perf_counter() - t0
-    log(f"  trained hrnn-meta {v.name} ({a.epochs} epochs, {t_train:.1f} s)")
+    log(f"  trained {a.recipe} {v.name} ({hyperparameters}, {t_train:.1f} s)")
     t0 = time.perf_counter()
     client.campaigns.create(group, name="c", solution="s", solution_version=v.name,
                             min_replicas=a.replicas, max_replicas=a.replicas,
@@ -362,10 +390,9 @@ def train_and_deploy(client: Any, a: argparse.Namespace, tmp: Path, log: Any) ->
         raise RuntimeError(f"campaign failed: {c.failure_reason}")
     t_deploy = time.perf_counter() - t0
     log(f"  campaign ACTIVE at {c.endpoint} ({t_deploy:.1f} s)")
-    users = sorted(set(data.interactions.column("user_id").to_pylist()))
     return {"group": group, "solution": "s", "version": v.name, "endpoint": c.endpoint,
-            "users": users, "setup_seconds": {"import": t_import, "train": t_train,
-                                              "deploy": t_deploy}}
+            "verb": VERBS[a.recipe], "pool": pool, "rows": rows, "hyperparameters": hyperparameters,
+            "setup_seconds": {"import": t_import, "train": t_train, "deploy": t_deploy}}
 
 
 def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
@@ -373,7 +400,7 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
     """The replica's code in this process (no Serve): model, scoring and handler time per request."""
     import random
 
-    from sdk.types import RecommendRequest
+    from sdk.types import VERB_REQUESTS
     from serving.campaign import CampaignServer, _query
     from store import StoreConfig
 
@@ -381,10 +408,11 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
                             dep["solution"], dep["version"])
     rng = random.Random(seed)
     p = server.predictor
+    verb = dep["verb"]
+    model = VERB_REQUESTS[verb]
 
     def requests(n: int) -> list[tuple[str, Any]]:
-        return [("recommend", RecommendRequest(user_id=rng.choice(dep["users"]), num_results=25))
-                for _ in range(n)]
+        return [(verb, model.model_validate(rng.choice(dep["pool"]))) for _ in range(n)]
 
     def queries(inputs: list[tuple[str, Any]]) -> list[Any]:
         """The replica's queries for these requests (as `_score_batch` builds them, no events)."""
@@ -412,8 +440,8 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
     }
     answer = server._score_batch(requests(1), {})[0]
     out["json_encode_ms"] = timed(lambda _i: json.dumps(answer).encode(), 1)
-    body = json.dumps({"user_id": dep["users"][0], "num_results": 25}).encode()
-    out["validate_ms"] = timed(lambda _i: RecommendRequest.model_validate_json(body), 1)
+    body = json.dumps(dep["pool"][0]).encode()
+    out["validate_ms"] = timed(lambda _i: model.model_validate_json(body), 1)
     out["answer_bytes"] = len(json.dumps(answer).encode())
     out["threads"] = __import__("torch").get_num_threads()
     from ray.serve.batching import _BatchQueue
@@ -434,10 +462,10 @@ async def _time_handler(server: Any, dep: dict[str, Any], api_key: str, rng: Any
     headers = [(b"authorization", f"Bearer {api_key}".encode()),
                (b"content-type", b"application/json")]
 
-    path = f"{server._prefix}/recommend"  # only the campaign's exact routes are served
+    path = f"{server._prefix}/{dep['verb']}"  # only the campaign's exact routes are served
 
     async def call() -> None:
-        body = json.dumps({"user_id": rng.choice(dep["users"]), "num_results": 25}).encode()
+        body = json.dumps(rng.choice(dep["pool"])).encode()
         sent = False
 
         async def receive() -> dict[str, Any]:
@@ -515,6 +543,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=300)
     p.add_argument("--interactions", type=int, default=20_000)
     p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--recipe", default="hrnn-meta", choices=tuple(VERBS),
+                   help="hrnn-meta on the synthetic data (recommend) or graphtr on HetRec MovieLens-2k "
+                        "(recommend-tags)")
+    p.add_argument("--pairs", type=int, default=2000, help="graphtr: neighbour pairs an epoch")
     p.add_argument("--events", action="store_true",
                    help="put real-time events first, so the campaign reads the group's event log "
                         "(a Ray actor call) for every batch, as a campaign with events does")
@@ -529,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = [float(r) for r in a.rates.split(",") if r.strip()]
     if not rates or min(rates) <= 0 or a.duration <= 0 or a.repeats < 1 or a.replicas < 1:
         p.error("--rates must be positive, --duration > 0, --repeats and --replicas >= 1")
+    if a.events and a.recipe != "hrnn-meta":
+        p.error("--events puts a click event without tags: hrnn-meta only")
 
     import random
 
@@ -552,25 +586,25 @@ def main(argv: list[str] | None = None) -> int:
 
         campaign_app = app_name(TENANT, dep["group"], "c")
         if a.events:
-            ack = client.events.put(dep["group"], user_id=dep["users"][0], session_id="bench",
+            ack = client.events.put(dep["group"], user_id=dep["pool"][0]["user_id"], session_id="bench",
                                     events=[{"item_id": "bench-item", "event_id": "bench-1",
                                              "event_type": "click", "event_value": 1.0}])
             time.sleep(1.0)  # a replica looks the group's log up at most every 0.5 s
             log(f"  events put ({ack.accepted} accepted): the campaign reads the event log per batch")
         rng = random.Random(a.seed)
-        bodies = [json.dumps({"user_id": rng.choice(dep["users"]), "num_results": 25})
-                  for _ in range(4000)]
+        bodies = [json.dumps(rng.choice(dep["pool"])) for _ in range(4000)]
+        verb = dep["verb"]
         import httpx
 
-        first = httpx.post(f"{dep['endpoint']}/recommend", content=bodies[0].encode(),
+        first = httpx.post(f"{dep['endpoint']}/{verb}", content=bodies[0].encode(),
                            headers={"Authorization": f"Bearer {key}"}, timeout=30)
         first.raise_for_status()
         t0 = time.perf_counter()
         deploy_bare(first.content, a.replicas, a.max_ongoing_requests, a.max_queued_requests, 0.25)
         log(f"  bare Serve app at {BARE_ROUTE} ({time.perf_counter() - t0:.1f} s); constant answer "
             f"{len(first.content)} bytes")
-        urls = {"bare": f"http://127.0.0.1:{serve_port}{BARE_ROUTE}/recommend",
-                "campaign": f"{dep['endpoint']}/recommend"}
+        urls = {"bare": f"http://127.0.0.1:{serve_port}{BARE_ROUTE}/{verb}",
+                "campaign": f"{dep['endpoint']}/{verb}"}
         procs = {"bare": serve_processes(BARE_APP), "campaign": serve_processes(campaign_app)}
         proxies = proxy_processes()
         log(f"  replica processes: bare {[p.pid for p in procs['bare']]}, "
@@ -626,8 +660,10 @@ def main(argv: list[str] | None = None) -> int:
             "rates": rates, "duration_s": a.duration, "warmup_s": a.warmup, "repeats": a.repeats,
             "replicas": a.replicas, "max_ongoing_requests": a.max_ongoing_requests,
             "max_queued_requests": a.max_queued_requests, "replica_cpus": 0.25, "events": a.events,
-            "data": {"users": a.users, "items": a.items, "interactions": a.interactions,
-                     "epochs": a.epochs},
+            "recipe": a.recipe, "verb": verb, "request": json.loads(bodies[0]),
+            "data": ({"dataset": HETREC.name} if a.recipe == "graphtr" else
+                     {"users": a.users, "items": a.items}) | {"rows": dep["rows"]},
+            "hyperparameters": dep["hyperparameters"],
             "answer_bytes": len(first.content),
             "setup_seconds": dep["setup_seconds"],
             "results": results,
@@ -696,10 +732,12 @@ def print_report(doc: dict[str, Any]) -> None:
     d = doc["data"]
     if doc["events"]:
         print("(--events: the group has an event log, read by the campaign for every batch)")
-    print(f"(HRNN-meta, {d['epochs']} epochs on {d['users']} users / {d['items']} items / "
-          f"{d['interactions']:,} interactions; POST /recommend num_results 25 for random known "
-          f"users; bare Serve answers the same {doc['answer_bytes']} bytes; latency from the "
-          f"intended send time, 200s only; errors = non-200 or no answer)")
+    asked = ("random (user, item) pairs of the tag assignments" if doc["recipe"] == "graphtr"
+             else "random known users")
+    print(f"({doc['recipe']} {doc['hyperparameters']} on {d.get('dataset', 'synthetic data')} "
+          f"({d['rows']} rows); POST /{doc['verb']} like {doc['request']} for {asked}; bare Serve "
+          f"answers the same {doc['answer_bytes']} bytes; latency from the intended send time, 200s "
+          f"only; errors = non-200 or no answer)")
     print()
     head = (f"{'rate/s':>7} {'target':<10} {'got/s':>7} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} "
             f"{'max ms':>7} {'errors':>7} {'429':>5} {'proxy':>6} {'replica':>7} {'client':>6} "
