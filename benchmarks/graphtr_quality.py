@@ -25,7 +25,8 @@ throughput / peak RSS. `--json` prints every figure.
 
 Usage:
     .venv/bin/python benchmarks/graphtr_quality.py [--data DIR] [--seeds 0,1,2] [--models hfin,graphsage]
-        [--set epochs=3] [--prior 1.0] [--threads 2] [--json]
+        [--set epochs=3] [--prior 1.0] [--threads 2] [--json > run.json]
+    .venv/bin/python benchmarks/graphtr_quality.py --report run.json
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             figures[key] = {"median": float(np.median(v)), "min": float(min(v)), "max": float(max(v))}
         out[name] = {"metrics": figures}
         if name in REFERENCES[1:] or name.split("+")[0] in MODELS:
-            for ref in REFERENCES:
+            for ref in (*REFERENCES, "graphsage+prior") if name.endswith("+prior") else REFERENCES:
                 if ref in runs and ref != name:
                     out[name][f"minus_{ref}"] = {key: interval([a["metrics"][key] - b["metrics"][key]
                                                                 for a, b in zip(rs, runs[ref])])
@@ -171,7 +172,7 @@ def report(result: dict[str, Any]) -> None:
         print(f"| {name} | " + " | ".join(f"{m['median']:.4f} [{m['min']:.4f}, {m['max']:.4f}]"
                                           for m in s["metrics"].values())
               + f" | {ratio} |")
-    for ref in REFERENCES:
+    for ref in (*REFERENCES, "graphsage+prior"):
         rows = [(n, s[f"minus_{ref}"]) for n, s in result["summary"].items() if f"minus_{ref}" in s]
         if rows:
             print(f"\npaired difference from {ref} (mean over seeds ± 95 % t-interval):\n")
@@ -196,7 +197,12 @@ def main() -> None:
                         help="λ of the +prior rankings (candidate_prior); 0: only the cosine rankings")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--report", type=Path, metavar="JSON", help="print the tables of a --json run")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        report({**saved, "summary": summarize(saved["runs"])})
+        return
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
