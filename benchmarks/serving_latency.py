@@ -720,7 +720,7 @@ def _ms(v: float | None) -> str:
 
 
 def _f(v: float | None, spec: str = "7.1f") -> str:
-    return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0]))
+    return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0] or 0))
 
 
 def print_report(doc: dict[str, Any]) -> None:
