@@ -11,14 +11,12 @@ too. A user tags only their topic's movies (bridges included) with that topic's 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from pydantic import ValidationError
 
 from recipes import get_recipe
@@ -26,7 +24,10 @@ from recipes.base import Query
 from recipes.graphtr import GraphTrConfig, GraphTrFeaturizer, GraphTrPredictor
 from sdk.hetrec import convert
 from sdk.types import DatasetKind, Role, Schema
-from tests.unit.conformance import RecipeConformance
+from tests.unit.conformance import (
+    RecipeConformance,
+    one_torch_thread,  # noqa: F401  (autouse: one torch thread)
+)
 from tests.unit.test_hetrec import delicious_2k, lastfm_2k, movielens_2k, write
 from training_jobs.loop import fit_in_process
 
@@ -36,13 +37,6 @@ BRIDGES = ("1", "2", "3", "4")  # movie m (topic m - 1) is also of topic m % 4
 SMALL = {"hidden_dim": 16, "heads": 2, "field_dims": 8, "first_samples": 5, "second_samples": 3,
          "negatives": 5, "batch_size": 64, "epochs": 3, "seed": 0}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def topic_of(movie: int) -> int:

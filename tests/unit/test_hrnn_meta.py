@@ -5,7 +5,6 @@ All data come from `sdk.synthetic.generate` (seeded, with planted successor stru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,20 +27,16 @@ from recipes.hrnn_meta.featurizer import OOV, time_bucket
 from recipes.hrnn_meta.training import LazyAdam, make_windows
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
-from tests.unit.conformance import RecipeConformance, overfit
+from tests.unit.conformance import (
+    RecipeConformance,
+    one_torch_thread,  # noqa: F401  (autouse: one torch thread)
+    overfit,
+)
 from training_jobs.loop import epochs
 
 SMALL = HrnnMetaConfig(hidden_size=16, item_embedding_dim=12, bptt=8, burn_in=4, batch_size=8,
                        epochs=1, item_feature_dim=8, item_feature_mlp_size=16, seed=1)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models run faster (and steadier on a shared machine) on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ demographics): each user likes one topic's items (4-5 stars) and dislikes anothe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +23,11 @@ from recipes.utpm import UtpmConfig, UtpmFeaturizer, UtpmHooks, UtpmModel
 from recipes.utpm.modeling import cross_features, masked_softmax
 from recipes.utpm.training import negative_distribution
 from sdk.types import DatasetKind, FieldType, Role, Schema, SchemaField
-from tests.unit.conformance import RecipeConformance, overfit
+from tests.unit.conformance import (
+    RecipeConformance,
+    one_torch_thread,  # noqa: F401  (autouse: one torch thread)
+    overfit,
+)
 from training_jobs.loop import fit_in_process
 
 SCHEMAS = {
@@ -49,13 +52,6 @@ SCHEMAS = {
 }  # the shape of sdk.movielens_tags (plus ml-100k's users)
 SMALL = {"epochs": 2, "batch_size": 32, "seed": 0}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def ratings_like(seed: int = 0, n_users: int = 40, n_items: int = 60, n_topics: int = 4,
