@@ -19,9 +19,11 @@ rest and breaks the many ties (default λ = 1: a unit of log-count weighs as a u
 §4.1 as written).
 
 Candidates: the request's (`candidates`; a tag the graph does not know comes last, unscored) or the
-item's own tags in training. A user with nothing the model can read (no history, or no known tag
-in it) or an item without known tags gets the tags by their training applications, flagged
-fallback (§5.2's popularity baseline).
+item's own tags in training (every tag applied to it, then its other tags in the graph, e.g. the
+items dataset's). A user with nothing the model can read (no history, or no known tag in it) gets
+the candidates by the times applied to the item, then overall (the task's `item-tag-frequency`
+answer); an item without known tags gets the tags by their training applications overall (§5.2's
+popularity baseline); both flagged fallback.
 """
 
 from __future__ import annotations
@@ -100,11 +102,12 @@ class GraphTrPredictor(Predictor):
 
     def _answer(self, q: Query) -> Answer:
         n, exclude = int(q.num_results), set(q.exclude)
+        applied = self.featurizer.applied(q.item_id)  # tag -> times applied to the item in training
         if q.candidates is not None:
             asked = [t for t in dict.fromkeys(str(c) for c in q.candidates) if t not in exclude]
-        else:
-            own = self.featurizer.item_tags(q.item_id)
-            asked = [self._tag_ids[i] for i in own.tolist() if self._tag_ids[i] not in exclude]
+        else:  # every tag applied to the item in training (uncapped), then its other graph tags
+            own = [*applied, *(self._tag_ids[i] for i in self.featurizer.item_tags(q.item_id).tolist())]
+            asked = [t for t in dict.fromkeys(own) if t not in exclude]
         u = self.user_vector(q.history)
         if not asked and q.candidates is not None:  # every candidate excluded: nothing to rank
             return Answer([], fallback=False)
@@ -113,15 +116,14 @@ class GraphTrPredictor(Predictor):
             return Answer([(t, float(self._share[self._tag_index[t]])) for t in ranked[:n]], fallback=True)
         known = [t for t in asked if t in self._tag_index]
         unknown: list[tuple[str, float | None]] = [(t, None) for t in asked if t not in self._tag_index]
-        if u is None:  # nothing to read about the user: the candidates by popularity, flagged
+        if u is None:  # nothing to read about the user: item-tag-frequency's answer, flagged
             scored: list[tuple[str, float | None]] = sorted(
-                ((t, float(self._share[self._tag_index[t]])) for t in known),
+                ((t, applied.get(t, 0.0) + float(self._share[self._tag_index[t]])) for t in known),
                 key=lambda x: (-(x[1] or 0.0), self._tag_index[x[0]]))
             return Answer((scored + unknown)[:n], fallback=True)
         idx = np.array([self._tag_index[t] for t in known], np.int64)
         score = self.tag_vectors[idx] @ u if len(idx) else np.zeros(0)
         if self.config.candidate_prior > 0 and len(idx):
-            applied = self.featurizer.applied(q.item_id)
             n_it = np.array([applied.get(t, 0.0) for t in known])
             score = score + self.config.candidate_prior * np.log1p(n_it)
         order = np.lexsort((idx, -score))

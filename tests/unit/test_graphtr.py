@@ -214,7 +214,9 @@ def test_unknown_users_and_items_get_the_flagged_fallback(predictor) -> None:
         Query(history=[("no-such-item", 1.0, "tag", None, ("never-seen",))], item_id="2", num_results=10),
         Query(history=h, user_id="1", item_id="2", num_results=10)])
     assert nobody.fallback and unread.fallback and nobody.ranked == unread.ranked
-    assert nobody.ids == [t for t in by_count if t in set(known.ids)] and set(nobody.ids) == set(known.ids)
+    applied = p.featurizer.applied("2")  # item-tag-frequency's order: times on the item, then overall
+    assert nobody.ids == sorted(known.ids, key=lambda t: (-applied[t], by_count.index(t)))
+    assert set(nobody.ids) == set(known.ids)
     assert no_item.fallback and no_item.ids == by_count[:5]
     assert not known.fallback
 
@@ -341,3 +343,16 @@ def test_every_hetrec_layout_trains_and_answers(layout, tmp_path: Path) -> None:
     assert a.ids and not a.fallback and set(a.ids) <= set(featurizer.graph.vocab["tag"])
     if layout is not movielens_2k:
         assert featurizer.graph.num_nodes_of("creator") == 0
+
+
+def test_an_items_candidates_are_every_tag_applied_to_it_beyond_the_graphs_degree_cap() -> None:
+    """max_degree caps the graph's neighbour lists, not the candidates: an item tagged with more
+    distinct tags than the cap still has every one of them ranked."""
+    tables, schemas = planted(seed=3)
+    config, featurizer, model = fit_in_process("graphtr", {**SMALL, "epochs": 1, "max_degree": 2}, tables,
+                                               schemas=schemas, threads=1)
+    applied = featurizer.applied("1")
+    assert len(featurizer.item_tags("1")) <= 2 < len(applied)
+    a = GraphTrPredictor(config, featurizer, model).predict_batch(
+        [Query(history=history(tables, "4"), user_id="4", item_id="1", num_results=100)])[0]
+    assert set(a.ids) == set(applied) and not a.fallback
