@@ -9,7 +9,8 @@ import torch
 
 from recipes.hrnn_meta import HrnnMetaFeaturizer, HrnnMetaHooks
 from sdk.synthetic import generate
-from tests.unit.test_hrnn_meta import SMALL, _one_thread  # noqa: F401 - the same autouse fixture
+from tests.unit.conformance import one_torch_thread  # noqa: F401 - the autouse fixture
+from tests.unit.test_hrnn_meta import SMALL
 from training_jobs.loop import epochs
 
 

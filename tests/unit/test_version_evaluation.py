@@ -9,7 +9,7 @@ import pytest
 from recipes.hrnn_meta import HrnnMetaConfig, HrnnMetaPredictor
 from sdk.synthetic import SyntheticData, generate
 from sdk.types import DatasetKind, EvaluationConfig
-from tests.unit.test_hrnn_meta import _one_thread  # noqa: F401 - the same autouse fixture
+from tests.unit.conformance import one_torch_thread  # noqa: F401 - the autouse fixture
 from training_jobs.evaluation import cold_start_split, temporal_holdout
 from training_jobs.loop import fit_in_process
 from training_jobs.solution_version import evaluate_version
