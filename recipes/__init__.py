@@ -24,6 +24,7 @@ _PACKAGES = {
     "tag-cooccurrence": "recipes.tag_cooccurrence",
     "utpm": "recipes.utpm",
     "graphtr": "recipes.graphtr",
+    "sog": "recipes.sog",
 }
 RECIPE_IDS = tuple(sorted(_PACKAGES))
 
