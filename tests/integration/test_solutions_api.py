@@ -192,6 +192,22 @@ def test_graphtr_solution_with_bad_hyperparameters_is_refused(client: Client, hy
     assert client.solutions.list(group) == []
 
 
+@pytest.mark.parametrize(("hyperparameters", "field", "named"), [
+    ({"hidden_size": 30, "heads": 4}, "hyperparameters", "hidden_size (30) must be divisible by heads (4)"),
+    ({"training": "x"}, "hyperparameters.training", "training"),
+    ({"hidden_sz": 32}, "hyperparameters.hidden_sz", "hidden_sz"),
+], ids=["heads-divide", "training", "unknown-key"])
+def test_sog_solution_with_bad_hyperparameters_is_refused(client: Client, hyperparameters: dict[str, Any],
+                                                          field: str, named: str) -> None:
+    group = unique()
+    client.dataset_groups.create(group)
+    with pytest.raises(BadRequestError) as e:
+        client.solutions.create(group, name=unique("sol"), recipe="sog", hyperparameters=hyperparameters)
+    assert (e.value.status_code, e.value.error_type, e.value.field) == (400, "invalid_input", field)
+    assert named in e.value.message, e.value.message
+    assert client.solutions.list(group) == []
+
+
 def test_solution_with_unknown_recipe_is_refused(client: Client) -> None:
     group = unique()
     client.dataset_groups.create(group)
