@@ -6,8 +6,10 @@ excluded or outside the request's candidates has probability 0 (never generated 
 request's `chosen` tags (the user's seed tags) start the prefix, so the set is completed around
 them. Generation stops at `num_results` tags, at `max_generated` steps (a longer answer continues
 in the last step's order) or, with `min_probability`, when the best remaining tag is less likely
-than that (a shorter set). A tag's score is its probability at the step that generated it. BR-EF
-(``training="br-ef"``) answers its one ranking from [CLS].
+than that (a shorter set). A tag's score is the product of the step probabilities up to it (the
+probability of the set so far along the greedy path: best first, as every answer is); tags after
+`max_generated` continue that product with the last step's probabilities. BR-EF
+(``training="br-ef"``) answers its one ranking from [CLS], scored by its probabilities.
 
 A query's context is its `fields` (the context fields and text fields by name, then any other
 field's text) and its `text`, then the stored text of its `item_id` when `update_catalog` stored
@@ -94,6 +96,7 @@ class SogPredictor(Predictor):
             return [Answer(ranked[r], fallback=fallback[r]) for r in range(b)]
         steps = np.minimum(wanted, cfg.max_generated)
         last = np.zeros((b, tags.size), np.float64)
+        joint = np.ones(b)  # the product of the step probabilities so far
         active = np.flatnonzero(steps > 0)
         stopped = np.zeros(b, bool)
         while len(active):
@@ -111,7 +114,8 @@ class SogPredictor(Predictor):
                 if p <= 0.0 or p < cfg.min_probability:
                     stopped[r] = True  # nothing left to generate, or nothing likely enough
                     continue
-                ranked[r].append((str(self._tag_ids[best[j]]), p))
+                joint[r] *= p
+                ranked[r].append((str(self._tag_ids[best[j]]), float(joint[r])))
                 banned[r, best[j]] = True
                 prefix[r].append(int(best[j]))
                 probs[j, best[j]] = 0.0
@@ -121,7 +125,7 @@ class SogPredictor(Predictor):
             active = np.array(still, np.int64)
         for r in range(b):
             if not stopped[r] and len(ranked[r]) < wanted[r]:
-                ranked[r] += self._rest(last[r], banned[r], int(wanted[r]) - len(ranked[r]))
+                ranked[r] += self._rest(last[r] * joint[r], banned[r], int(wanted[r]) - len(ranked[r]))
         return [Answer(ranked[r], fallback=fallback[r]) for r in range(b)]
 
     def _probs(self, ctx: torch.Tensor, ctx_len: torch.Tensor, tag_mat: torch.Tensor | None = None,
