@@ -27,7 +27,7 @@ What runs (all on this machine, HTTP on 127.0.0.1; every number printed is measu
   an idle server;
 * the predictor's in-process time: a `CampaignServer` built in this process (the code a replica
   runs, without Serve) times `predictor.predict_batch` for 1 and for 16 queries (built beforehand
-  as the replica builds them: `serving.campaign._query` over the user's snapshot history), the
+  as the replica builds them: `serving.campaign._query` over the request's snapshot history), the
   replica's scoring step (`_score_batch`: histories, queries, model, response dicts), the JSON
   encoding, and the whole handler (`CampaignServer.__call__` on a starlette Request: auth,
   validation, serve.batch, event-log lookup, model, JSON) one request at a time and 16 at once;
@@ -44,13 +44,20 @@ of `--pairs` neighbour pairs) and deployed; every request is POST .../recommend-
 so the user's snapshot history (up to 200 events) is read and the item's candidate tags ranked.
 The bare app answers one real answer's bytes as above; the in-process figures are the same.
 
+`--recipe sog` serves SOG (the tag-set task): the Stack Exchange robotics folder of ../shared/data
+(2,771 posts) converted by `sdk.stackexchange` and imported, a sog version trained on it (`--epochs`,
+`max_length` 128) and deployed; every request is POST .../generate-tags
+`{"fields": {"title", "content"}, "num_results": 5}` for a random post of the folder, so the post's
+text is tokenized and 5 tags decoded greedily (5 forward passes of the encoder). No history is read
+(the task has none); the bare app and the in-process figures are as above.
+
 On a 2-core machine the client, the Serve proxy, the replicas, the controller and Ray's own
 daemons all share the two cores: the highest rate held is the capacity of this whole setup, not
 of a replica on a dedicated machine.
 
 Usage: `python benchmarks/serving_latency.py [--rates 25,50,100,150,200,300] [--duration 10]
 [--repeats 3] [--replicas 1] [--max-ongoing-requests 32] [--max-queued-requests 64] [--events]
-[--recipe hrnn-meta|graphtr] [--pairs 2000] [--json]`
+[--recipe hrnn-meta|graphtr|sog] [--pairs 2000] [--epochs 2] [--json]`
 """
 
 from __future__ import annotations
@@ -84,8 +91,11 @@ LABELS = {"bare": "bare Serve", "campaign": "campaign"}
 P99_LIMIT_MS = 100.0
 RATIO_GOAL = 3.0
 RATE_GOAL = 200.0
-VERBS = {"hrnn-meta": "recommend", "graphtr": "recommend-tags"}  # --recipe: the verb asked
-HETREC = REPO.parent / "shared" / "data" / "hetrec2011-movielens-2k-tags"
+VERBS = {"hrnn-meta": "recommend", "graphtr": "recommend-tags", "sog": "generate-tags"}  # --recipe
+ASKED = {"hrnn-meta": "random known users", "graphtr": "random (user, item) pairs of the tag assignments",
+         "sog": "random posts of the folder (5 tags decoded greedily: 5 forward passes)"}
+DATASETS = {"graphtr": REPO.parent / "shared" / "data" / "hetrec2011-movielens-2k-tags",
+            "sog": REPO.parent / "shared" / "data" / "stackexchange-robotics-kaggle"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,16 +348,23 @@ def memory_of(procs: list[Any]) -> list[dict[str, float]]:
 
 def _dataset(a: argparse.Namespace, tmp: Path) -> tuple[dict[Any, Path], dict[Any, Any], list[dict]]:
     """The files and schemas to import, and the pool of request bodies (the verb's JSON fields)."""
-    if a.recipe == "graphtr":
-        import pyarrow.parquet as pq
+    import pyarrow.parquet as pq
 
+    folder = DATASETS.get(a.recipe)
+    if folder is not None and not folder.exists():
+        sys.exit(f"--recipe {a.recipe} serves a model of {folder} (licensed data, not in the repo): absent")
+    if a.recipe == "graphtr":
         from sdk.hetrec import convert
 
-        if not HETREC.exists():
-            sys.exit(f"--recipe graphtr serves a model of {HETREC} (licensed data, not in the repo): absent")
-        data = convert(HETREC, tmp / "data")
+        data = convert(folder, tmp / "data")
         pairs = pq.read_table(data.interactions, columns=["user_id", "item_id"]).to_pylist()
         return data.paths, data.schemas, [{**r, "num_results": 10} for r in pairs]
+    if a.recipe == "sog":
+        from sdk.stackexchange import convert
+
+        posts = convert(folder, tmp / "data")
+        fields = pq.read_table(posts.items, columns=["title", "content"]).to_pylist()
+        return posts.paths, posts.schemas, [{"fields": f, "num_results": 5} for f in fields]
     from sdk.synthetic import generate
 
     data = generate(seed=a.seed, n_users=a.users, n_items=a.items, n_interactions=a.interactions)
@@ -371,8 +388,8 @@ def train_and_deploy(client: Any, a: argparse.Namespace, tmp: Path, log: Any) ->
     t_import = time.perf_counter() - t0
     log(f"  imported {rows} rows ({t_import:.1f} s)")
     t0 = time.perf_counter()
-    hyperparameters = {"epochs": a.epochs, "seed": 1,
-                       **({"pairs_per_epoch": a.pairs} if a.recipe == "graphtr" else {})}
+    extra = {"graphtr": {"pairs_per_epoch": a.pairs}, "sog": {"max_length": 128}}
+    hyperparameters = {"epochs": a.epochs, "seed": 1, **extra.get(a.recipe, {})}
     client.solutions.create(group, name="s", recipe=a.recipe, hyperparameters=hyperparameters)
     v = client.solution_versions.create(group, solution="s")
     v = client.solution_versions.wait(group, "s", v.name, poll_interval=0.5, timeout=3600)
@@ -401,7 +418,7 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
     import random
 
     from sdk.types import VERB_REQUESTS
-    from serving.campaign import CampaignServer, _query
+    from serving.campaign import CampaignServer, _history_key, _query
     from store import StoreConfig
 
     server = CampaignServer(StoreConfig.from_env(store_uri).as_dict(), TENANT, dep["group"], "c",
@@ -417,7 +434,7 @@ def time_predictor(store_uri: str, dep: dict[str, Any], api_key: str, seed: int,
     def queries(inputs: list[tuple[str, Any]]) -> list[Any]:
         """The replica's queries for these requests (as `_score_batch` builds them, no events)."""
         now = time.time()
-        return [_query(verb, r, server._history(r.user_id, {}), now) for verb, r in inputs]
+        return [_query(verb, r, server._history(_history_key(r), {}), now) for verb, r in inputs]
 
     def timed(fn: Any, batch: int, prepare: Any = None) -> float:
         """Median ms of fn over `iters` batches of `batch` requests (`prepare`d outside the timing)."""
@@ -544,8 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interactions", type=int, default=20_000)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--recipe", default="hrnn-meta", choices=tuple(VERBS),
-                   help="hrnn-meta on the synthetic data (recommend) or graphtr on HetRec MovieLens-2k "
-                        "(recommend-tags)")
+                   help="hrnn-meta on the synthetic data (recommend), graphtr on HetRec MovieLens-2k "
+                        "(recommend-tags) or sog on the Stack Exchange robotics posts (generate-tags)")
     p.add_argument("--pairs", type=int, default=2000, help="graphtr: neighbour pairs an epoch")
     p.add_argument("--events", action="store_true",
                    help="put real-time events first, so the campaign reads the group's event log "
@@ -661,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
             "replicas": a.replicas, "max_ongoing_requests": a.max_ongoing_requests,
             "max_queued_requests": a.max_queued_requests, "replica_cpus": 0.25, "events": a.events,
             "recipe": a.recipe, "verb": verb, "request": json.loads(bodies[0]),
-            "data": ({"dataset": HETREC.name} if a.recipe == "graphtr" else
+            "data": ({"dataset": DATASETS[a.recipe].name} if a.recipe in DATASETS else
                      {"users": a.users, "items": a.items}) | {"rows": dep["rows"]},
             "hyperparameters": dep["hyperparameters"],
             "answer_bytes": len(first.content),
@@ -723,6 +740,15 @@ def _f(v: float | None, spec: str = "7.1f") -> str:
     return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0] or 0))
 
 
+def _abridged(value: Any, width: int = 40) -> Any:
+    """`value` with every string longer than `width` cut to it and "…" (a post's text, say)."""
+    if isinstance(value, dict):
+        return {k: _abridged(v, width) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_abridged(v, width) for v in value]
+    return value[:width] + "…" if isinstance(value, str) and len(value) > width else value
+
+
 def print_report(doc: dict[str, Any]) -> None:
     print()
     print(f"Serving latency, open loop: {doc['duration_s']:g} s per step after {doc['warmup_s']:g} s "
@@ -732,10 +758,9 @@ def print_report(doc: dict[str, Any]) -> None:
     d = doc["data"]
     if doc["events"]:
         print("(--events: the group has an event log, read by the campaign for every batch)")
-    asked = ("random (user, item) pairs of the tag assignments" if doc["recipe"] == "graphtr"
-             else "random known users")
     print(f"({doc['recipe']} {doc['hyperparameters']} on {d.get('dataset', 'synthetic data')} "
-          f"({d['rows']} rows); POST /{doc['verb']} like {doc['request']} for {asked}; bare Serve "
+          f"({d['rows']} rows); POST /{doc['verb']} like {_abridged(doc['request'])} for "
+          f"{ASKED[doc['recipe']]}; bare Serve "
           f"answers the same {doc['answer_bytes']} bytes; latency from the intended send time, 200s "
           f"only; errors = non-200 or no answer)")
     print()

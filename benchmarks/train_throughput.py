@@ -1,13 +1,16 @@
 """Training throughput of the Ray Train job vs the same loop in plain PyTorch, same data, same run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--recipe hrnn-meta|utpm|graphtr]
-        [--interactions 100000] [--epochs 3] [--repeats 3] [--pairs 5000]
+    .venv/bin/python benchmarks/train_throughput.py [--recipe hrnn-meta|utpm|graphtr|sog]
+        [--interactions 100000] [--epochs 3] [--repeats 3] [--pairs 5000] [--max-length 128]
 
 Data: hrnn-meta trains on seeded synthetic interactions (`--interactions`, `--users`, `--items`);
 utpm on movielens-latest-small with the HetRec MovieLens-2k tags from ../shared/data (as
 benchmarks/utpm_quality.py; its events are the labels a batch scores, sampled negatives included);
 graphtr on the HetRec MovieLens-2k folder itself (`sdk.hetrec`, its graph of 47,957 tag
-assignments), `--pairs` neighbour pairs an epoch (its `pairs_per_epoch`; the rates are pairs/s).
+assignments), `--pairs` neighbour pairs an epoch (its `pairs_per_epoch`; the rates are pairs/s);
+sog on the Stack Exchange robotics folder (`sdk.stackexchange`, 2,771 posts) with `--max-length`
+word pieces of context (its `max_length`) and 1 epoch unless `--epochs` says otherwise (the rates
+are training instances/s: 1-to-M trains one instance per prefix of a post's shuffled tags).
 
 Both sides run the same generic loop (`training_jobs.loop.epochs`, the recipe's own hooks) over
 the same data: plain = `training_jobs.loop.fit_in_process` in a fresh process without Ray (fit the
@@ -15,11 +18,12 @@ featurizer, transform, every epoch); Ray = `training_jobs.train.train_recipe` (t
 transform in the driver, then TorchTrainer, 1 worker of 1 CPU, checkpoints every epoch to a local
 folder; the plain fit gets the same single thread and OMP_NUM_THREADS=1, as Ray sets for its workers).
 Reported: events/s from the epochs' own timings (steady state; Ray Train reports only the epochs
-whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs) and end
-to end (wall time of the whole call, featurizing and start-up included), the Ray overhead in %,
-and peak RSS: the plain process's and the Ray driver's own (`VmHWM`; the driver fits the
-featurizer too), and the Ray Train worker's (sampled with psutil while training, among this
-process's descendants only: other Ray clusters on the machine are not counted).
+whose checkpoints it keeps, the last 2, so both sides are timed over those same epochs; sog's one
+epoch by default is both sides' first, warm-up included) and end to end (wall time of the whole
+call, featurizing and start-up included), the Ray overhead in %, and peak RSS: the plain
+process's and the Ray driver's own (`VmHWM`; the driver fits the featurizer too), and the Ray Train
+worker's (sampled with psutil while training, among this process's descendants only: other Ray
+clusters on the machine are not counted).
 """
 
 from __future__ import annotations
@@ -73,19 +77,22 @@ def _peak_rss_of_ray_workers(stop: threading.Event, out: dict) -> None:
 
 
 def _hyperparameters(a: argparse.Namespace) -> dict:
-    return {"epochs": a.epochs, "seed": 0, **({"pairs_per_epoch": a.pairs} if a.recipe == "graphtr" else {})}
+    extra = {"graphtr": {"pairs_per_epoch": a.pairs}, "sog": {"max_length": a.max_length}}
+    return {"epochs": a.epochs, "seed": 0, **extra.get(a.recipe, {})}
 
 
 def _data(a: argparse.Namespace) -> tuple:
     data_dir = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if a.recipe == "graphtr":
+    if a.recipe in ("graphtr", "sog"):
         import pyarrow.parquet as pq
 
-        from sdk.hetrec import convert
+        from sdk import hetrec, stackexchange
 
-        folder = data_dir / "hetrec2011-movielens-2k-tags"
+        convert, folder = {
+            "graphtr": (hetrec.convert, data_dir / "hetrec2011-movielens-2k-tags"),
+            "sog": (stackexchange.convert, data_dir / "stackexchange-robotics-kaggle")}[a.recipe]
         if not folder.exists():
-            sys.exit(f"--recipe graphtr trains on {folder} (licensed data, not in the repo): absent")
+            sys.exit(f"--recipe {a.recipe} trains on {folder} (licensed data, not in the repo): absent")
         with tempfile.TemporaryDirectory() as tmp:
             converted = convert(folder, tmp)
             return {k: pq.read_table(p) for k, p in converted.paths.items()}, converted.schemas
@@ -108,16 +115,19 @@ def _data(a: argparse.Namespace) -> tuple:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", default="hrnn-meta", choices=("hrnn-meta", "utpm", "graphtr"))
+    ap.add_argument("--recipe", default="hrnn-meta", choices=("hrnn-meta", "utpm", "graphtr", "sog"))
     ap.add_argument("--pairs", type=int, default=5_000, help="graphtr: neighbour pairs an epoch")
+    ap.add_argument("--max-length", type=int, default=128, help="sog: context word pieces per post")
     ap.add_argument("--interactions", type=int, default=100_000)
     ap.add_argument("--users", type=int, default=4_000)
     ap.add_argument("--items", type=int, default=2_000)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=None, help="default 3 (sog: 1)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child-plain", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.epochs is None:
+        a.epochs = 1 if a.recipe == "sog" else 3
     if a.child_plain:  # the plain reference, in a fresh process of its own (no Ray in it)
         print(json.dumps(_plain(a)))
         return
@@ -139,7 +149,7 @@ def main() -> None:
                 [sys.executable, __file__, "--child-plain", "--recipe", a.recipe,
                  "--interactions", str(a.interactions),
                  "--users", str(a.users), "--items", str(a.items), "--epochs", str(a.epochs),
-                 "--pairs", str(a.pairs)],
+                 "--pairs", str(a.pairs), "--max-length", str(a.max_length)],
                 capture_output=True, text=True, check=True,
                 env={**os.environ, "OMP_NUM_THREADS": "1"})  # as Ray sets it for its workers
             plain_runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
@@ -176,11 +186,12 @@ def main() -> None:
     for r in plain_runs:
         r["epoch_s"] = dict(enumerate(r["epoch_s"]))
     p_steady, p_e2e = rates(plain_runs)
-    unit = "pairs" if a.recipe == "graphtr" else "events"
+    unit = {"graphtr": "pairs", "sog": "instances"}.get(a.recipe, "events")
     r_steady, r_e2e = rates(ray_runs)
     result = {
         "recipe": a.recipe, "interactions": sum(t.num_rows for k, t in tables.items()
                                                 if k.value == "interactions"),
+        "rows": {k.value: t.num_rows for k, t in tables.items()},
         "epochs": a.epochs, "repeats": a.repeats,
         "events_per_epoch": plain_runs[0]["events"] // a.epochs, "compared_epochs": kept_epochs,
         "plain_events_per_s": round(p_steady), "ray_events_per_s": round(r_steady),
@@ -195,7 +206,9 @@ def main() -> None:
     if a.json:
         print(json.dumps(result))
         return
-    print(f"\n{a.recipe} training, {result['interactions']:,} interactions, {a.epochs} epochs of "
+    trained = (f"{result['rows']['items']:,} posts" if a.recipe == "sog"
+               else f"{result['interactions']:,} interactions")
+    print(f"\n{a.recipe} training, {trained}, {a.epochs} epochs of "
           f"{result['events_per_epoch']:,} {unit}, median of {a.repeats}, {os.cpu_count()} CPUs")
     print(f"  steady state (epochs {kept_epochs}): plain {p_steady:,.0f} {unit}/s, Ray Train {r_steady:,.0f} "
           f"{unit}/s -> overhead {result['ray_overhead_pct_steady']}% (goal <= 15%)")
