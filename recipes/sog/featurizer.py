@@ -170,8 +170,7 @@ class SogFeaturizer(Featurizer):
                 continue
             if name in self._time_fields or isinstance(value, datetime):
                 try:
-                    seconds = value.timestamp() if isinstance(value, datetime) else float(value)
-                    words = " ".join(time_words(seconds))
+                    words = " ".join(time_words(_seconds(value)))
                 except (TypeError, ValueError, OverflowError, OSError):
                     continue  # not a time: the field says nothing
                 parts.append(words + sep)
@@ -252,6 +251,9 @@ class SogFeaturizer(Featurizer):
         return {role: self.tokenizer.id_to_token(i) or "" for role, i in self.specials.items()}
 
     def _plain(self, text: str) -> str:
+        """`text` without special tokens; a lone surrogate (bytes decoded with surrogateescape, which
+        the tokenizer refuses) becomes '?'."""
+        text = text.encode("utf-8", "replace").decode("utf-8")
         for token in self._tokens().values():
             if token and token in text:
                 text = text.replace(token, " ")
@@ -261,6 +263,19 @@ class SogFeaturizer(Featurizer):
         names = [n for n in (*self.context_fields, *self.text_fields) if n in items.column_names]
         rows = items.select(names).to_pylist()
         return [self.context_text(r) for r in rows]
+
+
+def _seconds(value: Any) -> float:
+    """Epoch seconds of a time: a datetime (UTC when it names no zone), a number, or a string of
+    either (ISO 8601, as '2020-07-01 14:52' or '2020-07-01T14:52:00Z')."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            value = datetime.fromisoformat(value.strip())
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
 
 
 def _tag_vocabulary(column: pa.Array | pa.ChunkedArray, min_count: int) -> Vocabulary:
@@ -281,12 +296,22 @@ def _tag_vocabulary(column: pa.Array | pa.ChunkedArray, min_count: int) -> Vocab
 
 
 def _train_tokenizer(texts: list[str], vocab_size: int) -> tuple[Any, dict[str, int]]:
-    """A lower-casing WordPiece tokenizer trained on `texts` (specials first: ids 0..4)."""
+    """A lower-casing WordPiece tokenizer trained on `texts` (specials first: ids 0..4).
+
+    The trainer numbers the continuing pieces (``##x``) in hash-map order and breaks ties between
+    merges by those numbers, so two fits on the same text differ (huggingface/tokenizers#1794): a
+    first pass without merges finds them, the real pass gets them first in string order."""
     from tokenizers import BertWordPieceTokenizer
 
-    trainer = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=None)
-    trainer.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=list(SPECIALS),
-                                show_progress=False, limit_alphabet=1000)
+    def train(size: int, first: list[str]) -> BertWordPieceTokenizer:
+        trainer = BertWordPieceTokenizer(lowercase=True, clean_text=True, strip_accents=None)
+        trainer.train_from_iterator(texts, vocab_size=size, min_frequency=2, show_progress=False,
+                                    special_tokens=[*SPECIALS, *first], limit_alphabet=1000)
+        return trainer
+
+    pieces = sorted(t for t in train(len(SPECIALS), []).get_vocab() if t.startswith("##"))
+    vocab = train(vocab_size, pieces).get_vocab()  # the pieces are plain vocabulary again below
+    trainer = BertWordPieceTokenizer(vocab, lowercase=True, clean_text=True, strip_accents=None)
     tokenizer = trainer._tokenizer  # the plain `tokenizers.Tokenizer` (what `save`/`from_file` round-trip)
     tokenizer.no_truncation()
     tokenizer.no_padding()
