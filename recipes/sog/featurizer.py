@@ -78,7 +78,7 @@ def load_checkpoint(uri: str, into: Path) -> Path:
         import pyarrow.fs as pafs
 
         fs, path = pafs.FileSystem.from_uri(uri)
-        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True))
+        infos = fs.get_file_info(pafs.FileSelector(path.rstrip("/"), recursive=True, allow_not_found=True))
         files = [i for i in infos if i.type == pafs.FileType.File]
         if not files:
             raise ValueError(f"pretrained_encoder {uri!r}: no file under that S3 prefix")
@@ -350,6 +350,8 @@ def _checkpoint_encoder(folder: Path, uri: str) -> tuple[dict[str, Any], dict[st
     """A checkpoint's config (model_type one of `_POSITION_OFFSET`) and its encoder weights."""
     from safetensors.torch import load_file
 
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"pretrained_encoder {uri!r} has no config.json")
     config = _json(folder / "config.json")
     kind = config.get("model_type")
     if kind not in _POSITION_OFFSET:
