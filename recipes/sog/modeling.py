@@ -60,6 +60,7 @@ class SogModel(nn.Module):
         self.out = nn.Linear(config.hidden_size, num_tags)  # W_HT, b of eq. 5
         self.mask_id, self.head, self.tag_positions = int(mask_id), head, tag_positions
         self.position_offset = int(position_offset)
+        self.max_position = int(config.max_position_embeddings) - 1 - self.position_offset
         self.segments = int(getattr(config, "type_vocab_size", 1) or 1)
 
     def load_encoder(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -91,7 +92,7 @@ class SogModel(nn.Module):
         words = self.word_embeddings(context)  # (B, Lc, E)
         if self.head == "cls":
             hidden = self._encode(words, ctx_mask, steps[None, :].expand(b, lc), torch.zeros_like(context))
-            return self.out(hidden[:, 0])  # (B, T + 1)
+            return self._logits(hidden[:, 0])  # (B, T + 1)
         if tags is None or tag_len is None:
             raise ValueError("the SOG head needs the prefix tags (tags, tag_len)")
         lt = tags.shape[1]
@@ -104,6 +105,7 @@ class SogModel(nn.Module):
         after = context_len[:, None]  # the position after [SEP]
         if self.tag_positions:  # the authors' code: tag j at after + j, [MASK] right after the last tag
             tail = torch.cat([after + slots[None, :lt], after + tag_len[:, None]], dim=1)
+            tail = tail.clamp(max=self.max_position)  # a prefix past the table shares its last position
         else:  # §3.1: no order among the tag slots
             tail = after.expand(b, lt + 1)
         positions = torch.cat([steps[None, :].expand(b, lc), tail], dim=1)
@@ -111,7 +113,12 @@ class SogModel(nn.Module):
                              torch.full((b, lt + 1), min(1, self.segments - 1), dtype=torch.long,
                                         device=context.device)], dim=1)
         hidden = self._encode(embeds, attention, positions, segment)
-        return self.out(hidden[:, -1])  # the [MASK] slot: (B, T + 1)
+        return self._logits(hidden[:, -1])  # the [MASK] slot: (B, T + 1)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The tag head in float32 even under bfloat16 autocast (bfloat16 logits tie close tags)."""
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.out(hidden.float())  # (B, T + 1)
 
     def _encode(self, embeds: torch.Tensor, attention: torch.Tensor, positions: torch.Tensor,
                 segment: torch.Tensor) -> torch.Tensor:

@@ -124,8 +124,9 @@ class SogPredictor(Predictor):
                     still.append(r)
             active = np.array(still, np.int64)
         for r in range(b):
-            if not stopped[r] and len(ranked[r]) < wanted[r]:
-                ranked[r] += self._rest(last[r] * joint[r], banned[r], int(wanted[r]) - len(ranked[r]))
+            if not stopped[r] and len(ranked[r]) < wanted[r]:  # min_probability holds here too
+                unlikely = banned[r] | (last[r] < cfg.min_probability)
+                ranked[r] += self._rest(last[r] * joint[r], unlikely, int(wanted[r]) - len(ranked[r]))
         return [Answer(ranked[r], fallback=fallback[r]) for r in range(b)]
 
     def _probs(self, ctx: torch.Tensor, ctx_len: torch.Tensor, tag_mat: torch.Tensor | None = None,

@@ -146,6 +146,15 @@ def test_min_probability_shortens_the_set(predictor) -> None:
     assert middle[:2] == full[:2]  # a threshold below them keeps them
 
 
+def test_min_probability_also_ends_an_answer_continued_past_the_generated_steps(predictor) -> None:
+    one_step = with_config(predictor, max_generated=1)
+    full = ask(one_step, text="question", num_results=12)
+    rest = [s / full[0][1] for _, s in full[1:]]  # the other tags' probabilities at that one step
+    cut = (rest[1] + rest[2]) / 2  # between the third tag's and the fourth's
+    short = ask(with_config(predictor, max_generated=1, min_probability=cut), text="question", num_results=12)
+    assert [t for t, _ in short] == [t for t, _ in full[:3]]
+
+
 def test_more_results_than_generated_steps_continue_in_the_last_steps_order(predictor) -> None:
     greedy = ask(predictor, text="brushless", num_results=8)
     few = with_config(predictor, max_generated=2)
@@ -166,6 +175,22 @@ def test_an_answer_does_not_depend_on_its_batch(predictor) -> None:
         alone = predictor.predict_batch([q])[0]
         assert alone.ids == a.ids and alone.fallback == a.fallback
         assert [s for _, s in alone.ranked] == pytest.approx([s for _, s in a.ranked], rel=1e-2)
+
+
+@pytest.mark.parametrize("training", ["1-to-1", "br-ef"])
+def test_the_papers_baselines_train_and_answer(training) -> None:
+    p = fit(training=training)
+    queries = [Query(text="pwm pulse", num_results=3),
+               Query(text="question", chosen=["arm"], exclude={"motor"}),
+               Query(text="lens", candidates=["camera", "vision", "servo"]), Query(text=UNKNOWN_TEXT)]
+    answers = p.predict_batch(queries)
+    assert [len(a.ids) for a in answers] == [3, 10, 3, 12]
+    assert "arm" not in answers[1].ids and "motor" not in answers[1].ids
+    assert set(answers[2].ids) == {"camera", "vision", "servo"}
+    assert [a.fallback for a in answers] == [False, False, False, True]
+    for a in answers:
+        scores = [s for _, s in a.ranked]
+        assert all(x > y for x, y in zip(scores, scores[1:])), scores
 
 
 # --- fallback, stored items ---------------------------------------------------------------------

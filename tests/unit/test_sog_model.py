@@ -94,6 +94,25 @@ def test_padding_changes_nothing_and_the_prefix_is_read(featurizer) -> None:
     assert (together[0] - together[2]).abs().max() > 1e-4 and (together[0] - together[1]).abs().max() > 1e-4
 
 
+def test_a_prefix_longer_than_the_position_table_does_not_break_the_authors_flag(featurizer) -> None:
+    """With `tag_positions`, a long prefix (many chosen tags, many generated) would run past the
+    encoder's positions; the last ones share its last position."""
+    model = hooks(featurizer, tag_positions=True).build_model().eval()
+    limit = featurizer.encoder["max_position_embeddings"]
+    logits = prefix_logits(model, featurizer, [[1 + k % 12 for k in range(limit + 5)], [1]])
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("training", ["1-to-M", "br-ef"])
+def test_the_tag_head_computes_in_float32_under_bfloat16(featurizer, training) -> None:
+    """bfloat16 logits (8 bits of mantissa) would tie tags whose scores are close."""
+    model = hooks(featurizer, training=training).build_model().eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = prefix_logits(model, featurizer, [[1, 5], [], [3]])
+    assert logits.dtype == torch.float32
+    assert all(len(set(row.tolist())) == len(row) for row in logits)
+
+
 # --- §3.2: 1-to-M instances -------------------------------------------------------------------------
 POST_TAGS = [[1, 2, 3, 4], [5], [6, 7, 8], [9, 10], [11, 12, 1, 3, 5]]  # tag indices of 5 posts
 
@@ -357,8 +376,11 @@ def test_all_minilm_l6_v2_fine_tunes_and_answers() -> None:
     assert all(len(a.ids) == 3 and not a.fallback for a in answers)
 
 
-def test_examples_carry_only_posts_with_known_tags(featurizer) -> None:
+def test_examples_carry_only_posts_with_1_to_max_post_tags_known_tags(featurizer) -> None:
     rows = topic_posts(8) + [("x1", "no known tag", None, ["never-seen"]), ("x2", "untagged", None, [])]
     ex = featurizer.transform(posts(rows))
     assert len(ex) == 8 and ex.tags[0][-1] == sum(len(r[3]) for r in rows[:8])
     assert featurizer.transform(posts(rows)).tags[1].tolist() == ex.tags[1].tolist()
+    two = SogFeaturizer.fit(posts(topic_posts()), SogConfig.model_validate({**TINY, "max_post_tags": 2}),
+                            schemas=SCHEMAS)
+    assert len(two.transform(posts(rows))) == sum(len(r[3]) <= 2 for r in rows[:8]) == 4  # A.2
