@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -1281,7 +1282,8 @@ def bij_download(ctx: click.Context, group: str, name: str, which: str, dest: st
               help="Any recipe id (`tagrec recipes list`); default: the one the data fits "
                    "(hrnn-meta, tag-popularity, tag-cooccurrence, session-tag-popularity). E.g. "
                    "graphtr or item-tag-frequency with hetrec:PATH: one item's tags ranked for two users; "
-                   "utpm with movielens:PATH: users' tag profiles.")
+                   "utpm with movielens:PATH: users' tag profiles; sog with stackexchange:PATH: posts' "
+                   "tag sets generated from their text.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="A hyperparameter (repeatable).")
 @click.option("--evaluation", "evaluation_mode", default=None,
               help="The offline evaluation protocol (default: the recipe's first), e.g. item-cold-start.")
@@ -1325,8 +1327,14 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     datasets_ = client.datasets.list(group)
     t = time.perf_counter()
     evaluation = {"seed": seed, **({"mode": evaluation_mode} if evaluation_mode else {})}
+    hyperparameters = _key_values(sets, "--set")
+    quick = {k: v for k, v in qs.QUICK_HYPERPARAMETERS.get(recipe, {}).items() if k not in hyperparameters}
+    if quick:
+        sizes = " ".join(f"{k}={v}" for k, v in quick.items())
+        _say(f"{recipe} trains with the quickstart's smaller {sizes} (the recipe's defaults take longer "
+             "on a CPU; --set KEY=VALUE overrides any)")
     client.solutions.create(group, name="quickstart", recipe=recipe,
-                            hyperparameters=_key_values(sets, "--set"), evaluation=evaluation)
+                            hyperparameters={**quick, **hyperparameters}, evaluation=evaluation)
     version = client.solution_versions.create(group, solution="quickstart")
     _training_started(group, version)
     version = _wait_version(client, group, version, show)
@@ -1341,6 +1349,10 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     campaign = _wait_campaign(client, group, "quickstart", show)
     timings["deploy_s"] = time.perf_counter() - t
     serving = qs.demo(task, client, group, "quickstart", facts)
+    if task == TaskId.TAG_SET and serving["posts"]:  # what a user types to tag their own text
+        profile = ["--profile", ctx.obj["profile"]] if ctx.obj["profile"] else []
+        serving["command"] = shlex.join(["tagrec", *profile, "campaigns", "generate-tags", "-g", group,
+                                         "quickstart", "--text", serving["posts"][0]["title"]])
     if not keep:
         client.campaigns.delete(group, "quickstart")
         client.dataset_groups.delete(group, force=True)
@@ -1376,6 +1388,10 @@ def quickstart(ctx: click.Context, data: str, group: str, seed: int, recipe: str
     if line := _training_summary(version):
         out.print(line)
     _print_demo(task, result["serving"])
+    if command := result["serving"].get("command"):
+        out.print(f"tag your own text: {command}" if keep else "tag your own text: run the quickstart "
+                  f"with --keep (the campaign is deleted when it ends), then: {command}",
+                  markup=False, highlight=False)
     times = result["timings"]
     out.print("timings: " + " ".join([f"{k}={v}" for k, v in times.items() if k != "version"]
                                      + [f"version.{k}={v}" for k, v in times["version"].items()]))

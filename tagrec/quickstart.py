@@ -20,6 +20,9 @@ item with the most distinct tags: its taggers, then other users, are asked in tu
 two whose top 10 differ are shown, else the first two with `differ` false); the tags of posts
 next to their true ones; the next tags along a support session) and times 100 sequential
 requests. Only the SDK is used (no torch, no ray).
+
+`QUICK_HYPERPARAMETERS` are what a recipe trains with in the quickstart where `--set` gives no value:
+smaller than its defaults (SOG's), so the whole path takes minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -34,13 +37,18 @@ from sdk import Client
 from sdk.tasks import TaskId
 from sdk.types import DatasetKind, Role, Schema
 
-__all__ = ["DEFAULT_RECIPES", "Prepared", "demo", "prepare"]
+__all__ = ["DEFAULT_RECIPES", "QUICK_HYPERPARAMETERS", "Prepared", "demo", "prepare"]
 
 ITEM_TAGS_TRIES = 10  # users asked about one item until two rankings differ
 MAX_TAGS = 500  # a recommend-tags request's num_results limit: every candidate of the item
 
 DEFAULT_RECIPES = {"synthetic": "hrnn-meta", "movielens": "hrnn-meta", "hetrec": "tag-popularity",
                    "stackexchange": "tag-cooccurrence", "intents": "session-tag-popularity"}
+# What the quickstart trains a recipe with where `--set` names no value (each --set KEY=VALUE
+# overrides one): the recipe's defaults made smaller, so the whole path takes minutes on a CPU.
+# Measured on 2 busy cores with Stack Exchange robotics (2,771 posts): SOG's defaults (5 epochs,
+# max_length 256) had done 3 epochs of the first of two fits after 12 min; these, 7 min end to end.
+QUICK_HYPERPARAMETERS: dict[str, dict[str, Any]] = {"sog": {"epochs": 2, "max_length": 128}}
 
 
 @dataclass

@@ -2,23 +2,27 @@
 a real platform (loopback S3 store, local Ray, Serve over HTTP): the data converted and imported,
 the task's baseline recipe trained and evaluated next to its baseline, a campaign deployed and
 asked the task's demo, then everything deleted; and `--recipe graphtr` on a HetRec folder (the
-item-tags demo: one item's tags ranked differently for two users). The inputs are small files
+item-tags demo: one item's tags ranked differently for two users) and `--recipe sog` on a Stack
+Exchange CSV (the tag-set demo and the command that tags one's own text). The inputs are small files
 written here in each format's real layout, with planted structure the answers must show."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sdk import NotFoundError
+from tagrec.quickstart import QUICK_HYPERPARAMETERS
 from tests.conftest import SHARED_DATA, Platform, unique
-from tests.integration.test_cli import platform_env, run
+from tests.integration.test_cli import platform_env, run, table_rows
 from tests.integration.test_session_tags_ray import CORPUS
-from tests.integration.test_tag_set_ray import stackexchange_csv
+from tests.integration.test_sog_ray import TINY
+from tests.integration.test_tag_set_ray import TOPICS, stackexchange_csv
 from tests.unit.test_graphtr import BRIDGES, SMALL, movie_tags, planted_hetrec
 from tests.unit.test_hetrec import ms, write
 from tests.unit.test_intents import write_csv
@@ -167,6 +171,53 @@ def test_quickstart_on_a_stackexchange_csv(ray_platform: Platform, tmp_path: Pat
     posts = check_tag_set(result)
     assert result["datasets"]["items"]["rows"] == 300
     assert all(p["generated"][0] in p["true_tags"] for p in posts), posts  # the planted topic first
+
+
+def test_quickstart_sog_tags_posts_and_prints_the_command_that_tags_a_text(ray_platform: Platform,
+                                                                           tmp_path: Path) -> None:
+    """`--recipe sog` on a Stack Exchange CSV, as a user reads it (tables): the tiny sizes given by
+    --set win over the quickstart's smaller defaults, which fill in the rest (said on stderr); a Ray
+    Train worker group trains it, post-holdout evaluates it next to tag-cooccurrence, the posts' tags
+    are shown, and the command printed to tag one's own text answers as the campaign does."""
+    given = {k: v for k, v in TINY.items() if k != "max_length"}
+    quick = {k: v for k, v in QUICK_HYPERPARAMETERS["sog"].items() if k not in given}
+    assert quick, "the test leaves one of the quickstart's sizes to it"
+    env = platform_env(ray_platform, tmp_path / "home")
+    group = unique("qs")
+    proc = run(env, "quickstart", "--data", f"stackexchange:{stackexchange_csv(tmp_path / 'se')}",
+               "--recipe", "sog", "--group", group, "--keep",
+               *(a for k, v in given.items() for a in ("--set", f"{k}={v}")))
+    client = ray_platform.client()
+    try:
+        said = next(line for line in proc.stderr.splitlines() if "quickstart's smaller" in line)
+        assert said == (f"tagrec: sog trains with the quickstart's smaller "
+                        f"{' '.join(f'{k}={v}' for k, v in quick.items())} (the recipe's defaults take "
+                        "longer on a CPU; --set KEY=VALUE overrides any)"), said
+        (version,) = client.solution_versions.list(group, "quickstart")
+        sizes = {**given, **quick}
+        assert version.recipe == "sog" and {k: version.hyperparameters[k] for k in sizes} == sizes
+        training = version.training
+        assert training["epochs"] >= 1 and training["validation"]["scores"], training  # a worker group ran
+        assert version.evaluation["protocol"] == "post-holdout"
+        assert set(version.baselines) == {"tag-cooccurrence"} and version.metrics, version.baselines
+        lines = proc.stdout.splitlines()
+        assert any(line.startswith(f"sog (tag-set) version {version.name}: post-holdout (") for line in lines)
+        posts = [line for line in lines if line.startswith("post '")]
+        assert len(posts) == 3 and all("generated ['" in p and "(its tags: ['" in p for p in posts), posts
+        (command,) = [line.partition("tag your own text: ")[2] for line in lines
+                      if line.startswith("tag your own text: ")]
+        words = shlex.split(command)
+        assert words[:7] == ["tagrec", "campaigns", "generate-tags", "-g", group, "quickstart", "--text"]
+        assert len(words) == 8 and words[7] and words[7] in posts[0], (command, posts[0])
+        answer = client.campaigns.generate_tags(group, "quickstart", text=words[7])
+        assert not answer.fallback and {t.tag for t in answer.tags} <= set(TOPICS), answer
+        shown = run(env, *words[1:])
+        rows = table_rows(shown.stdout, "tag", *(t.tag for t in answer.tags))
+        assert -1 not in rows and rows == sorted(rows), shown.stdout
+    finally:
+        with contextlib.suppress(NotFoundError):
+            client.campaigns.delete(group, "quickstart")
+        client.dataset_groups.delete(group, force=True)
 
 
 def test_quickstart_on_an_intents_csv(ray_platform: Platform, tmp_path: Path) -> None:
