@@ -11,7 +11,9 @@ What runs (plain Python, no Ray; every number printed is measured in this run):
 * For each seed (`--seeds`, default 0 1 2; the split and the model's seed alike): `post-holdout`
   holds out 10 % of the posts (the paper's 9:1); every model is fitted in process on the rest
   (`fit_in_process`, the version job's code) and each held-out post asks for 5 tags from its
-  title and content through `predict_batch`, the campaign's entry point.
+  title and content through `predict_batch`, the campaign's entry point. As a version trains, a
+  SOG model holds 10 % of its training posts out for validation (another seed): the epoch with
+  the best f1@3 there is kept, training stops 2 epochs after it (`--no-validation`: every epoch).
 * Models (`--models`): ``sog`` (1-to-M, the paper's), ``sog-1to1`` (§3.2's ablation), ``br-ef``
   (Table 2's strongest ranking baseline: the same encoder, every tag from [CLS]), each with the
   encoder from scratch or, suffixed ``@minilm``, fine-tuned from all-MiniLM-L6-v2 (the weights of the
@@ -54,6 +56,7 @@ from recipes.base import Query  # noqa: E402
 from sdk.types import DatasetKind, EvaluationConfig  # noqa: E402
 from training_jobs.evaluation.protocols import get_protocol  # noqa: E402
 from training_jobs.loop import fit_in_process  # noqa: E402
+from training_jobs.validation import Validation  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "stackexchange-robotics-kaggle"
 SHOWN = ("precision@1", "precision@3", "precision@5", "recall@1", "recall@3", "recall@5", "f1@3", "mrr")
@@ -94,7 +97,7 @@ def hyperparameters_of(name: str, common: dict[str, Any], minilm: dict[str, Any]
 
 
 def run(tables: dict, schemas: dict, seeds: Sequence[int], models: Sequence[str], *, common: dict[str, Any],
-        minilm: dict[str, Any], threads: int) -> dict[str, list[dict[str, Any]]]:
+        minilm: dict[str, Any], threads: int, validate: bool = True) -> dict[str, list[dict[str, Any]]]:
     protocol = get_protocol("post-holdout")
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
     for seed in seeds:
@@ -105,9 +108,14 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], models: Sequence[str]
             hp = {} if recipe == "tag-cooccurrence" else \
                 {**hyperparameters_of(name, common, minilm), "seed": seed}
             epochs: list[dict[str, Any]] = []
+            # As a version trains: a validation part (10 % of the training posts, another seed) picks
+            # the best epoch and stops `patience` epochs after it (--no-validation: every epoch).
+            check = Validation.of(protocol, split.train, schemas, config) if validate and recipe == "sog" \
+                else None
             t0 = time.perf_counter()
-            cfg, featurizer, model = fit_in_process(recipe, hp, split.train, schemas=schemas, threads=threads,
-                                                    on_epoch=epochs.append)
+            cfg, featurizer, model = fit_in_process(recipe, hp, check.train if check else split.train,
+                                                    schemas=schemas, threads=threads, on_epoch=epochs.append,
+                                                    validation=check)
             fit_s = time.perf_counter() - t0
             predictor = get_recipe(recipe).predictor_cls(cfg, featurizer, model)
             queries = split.queries if name != "frequency" else [Query(num_results=q.num_results)
@@ -126,6 +134,7 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], models: Sequence[str]
                    "epochs": len(epochs), "seconds_per_epoch": seconds / len(epochs) if epochs else None,
                    "instances_per_second": events / seconds if seconds else None,
                    "losses": [e.get("loss") for e in epochs], "tags": len(featurizer.tags),
+                   "validation": [e.get("validation_score") for e in epochs],
                    "metrics": protocol.score(answers, split, config),
                    "test_posts": split.description["test_posts"]}
             runs[name].append(row)
@@ -134,7 +143,9 @@ def run(tables: dict, schemas: dict, seeds: Sequence[int], models: Sequence[str]
                   f"R@5 {m['recall@5']:.4f}  fit {fit_s:7.1f} s"
                   + (f", {row['instances_per_second']:.1f} inst/s, {row['seconds_per_epoch']:.1f} s/epoch"
                      if row["instances_per_second"] else "")
-                  + f", {row['ms_per_query']:.1f} ms/query", flush=True)
+                  + f", {row['ms_per_query']:.1f} ms/query"
+                  + (f"; validation f1@3 by epoch {[round(v, 3) for v in row['validation']]}"
+                     if any(v is not None for v in row["validation"]) else ""), flush=True)
     return runs
 
 
@@ -203,6 +214,8 @@ def main() -> None:
     parser.add_argument("--context-site", action="store_true",
                         help="Read the posts' site (a several-site folder) as a context field.")
     parser.add_argument("--report", type=Path, help="Write the whole result as JSON here.")
+    parser.add_argument("--no-validation", action="store_true",
+                        help="Train every epoch (no validation part, no early stopping).")
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"{args.data} is not here (licensed data; see ../shared/data/README.md)")
@@ -220,7 +233,7 @@ def main() -> None:
     print(f"{args.data}: {tables[DatasetKind.ITEMS].num_rows} posts; SOG settings {common}, "
           f"MiniLM settings {minilm}", flush=True)
     runs = run(tables, data.schemas, args.seeds, args.models, common=common, minilm=minilm,
-               threads=args.threads)
+               threads=args.threads, validate=not args.no_validation)
     result = {"data": str(args.data), "posts": tables[DatasetKind.ITEMS].num_rows, "seeds": args.seeds,
               "settings": common, "minilm_settings": minilm, "runs": runs, "summary": summarize(runs),
               "load_average": os.getloadavg()}
