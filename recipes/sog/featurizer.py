@@ -108,6 +108,7 @@ class SogFeaturizer(Featurizer):
         self.position_offset = _POSITION_OFFSET.get(str(encoder.get("model_type", "bert")), 0)
         self.max_length, self.max_post_tags = 256, 20
         self._time_fields: set[str] = set()
+        self.item_fields: list[str] = []  # every field of the items schema (a request's other fields)
         self._tag_col = ""
 
     # --- fit ------------------------------------------------------------------------------------
@@ -220,6 +221,7 @@ class SogFeaturizer(Featurizer):
         (directory / "state.json").write_text(json.dumps({
             "text_fields": self.text_fields, "context_fields": self.context_fields,
             "specials": self.specials, "time_fields": sorted(self._time_fields), "tags_col": self._tag_col,
+            "item_fields": self.item_fields,
             "max_length": self.max_length, "max_post_tags": self.max_post_tags}))
 
     @classmethod
@@ -233,12 +235,14 @@ class SogFeaturizer(Featurizer):
                   json.loads((directory / "encoder.json").read_text()), list(state["text_fields"]),
                   list(state["context_fields"]), state["specials"])
         out._time_fields = set(state["time_fields"])
+        out.item_fields = list(state.get("item_fields", []))
         out._tag_col = state["tags_col"]
         out.max_length, out.max_post_tags = int(state["max_length"]), int(state["max_post_tags"])
         return out
 
     # --- helpers -------------------------------------------------------------------------------------
     def _note_time_fields(self, schema: Schema) -> None:
+        self.item_fields = [f.name for f in schema.fields]
         self._time_fields = {f.name for f in schema.fields
                              if f.name in self.context_fields and f.type == FieldType.TIMESTAMP}
         tags = schema.field_for(Role.TAGS)

@@ -11,10 +11,11 @@ probability of the set so far along the greedy path: best first, as every answer
 `max_generated` continue that product with the last step's probabilities. BR-EF
 (``training="br-ef"``) answers its one ranking from [CLS], scored by its probabilities.
 
-A query's context is its `fields` (the context fields and text fields by name, then any other
-field's text) and its `text`, then the stored text of its `item_id` when `update_catalog` stored
-it (a campaign calls it at load). The answer is flagged `fallback` when the context has no known
-word piece and no chosen tag is known: the tags are then what the model generates from nothing.
+A query's context is its `fields` (the context fields and text fields by name, then the text of
+any field the items schema does not have: the client's own names) and its `text`, then the stored
+text of its `item_id` when `update_catalog` stored it (a campaign calls it at load). The answer
+is flagged `fallback` when the context has no known word piece and no chosen tag is known: the
+tags are then what the model generates from nothing.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ class SogPredictor(Predictor):
         f = self.featurizer
         named = {*f.context_fields, *f.text_fields}
         row = {k: v for k, v in q.fields.items() if k in named}
-        extra = [str(v) for k, v in q.fields.items() if k not in named and isinstance(v, str) and v]
+        known = {*named, *f.item_fields}  # a field of the items the model does not read stays unread
+        extra = [str(v) for k, v in q.fields.items() if k not in known and isinstance(v, str) and v]
         return f.context_text(row, extra=[*extra, *([q.text] if q.text else [])])
 
     def update_catalog(self, tables: Mapping[DatasetKind, pa.Table],

@@ -235,6 +235,26 @@ def test_post_holdout_split_and_queries() -> None:
     assert big.description["test_posts"] == 20 and all(q.num_results == 10 for q in big.queries)
 
 
+def test_post_holdout_queries_carry_the_posts_other_plain_fields_as_text() -> None:
+    """A context-aware recipe (SOG §3.4) reads a post's site or time as a request would give them."""
+    schemas = {DatasetKind.ITEMS: Schema.model_validate({"fields": [
+        *SCHEMAS[DatasetKind.ITEMS].model_dump()["fields"],
+        {"name": "site", "type": "categorical", "nullable": True},
+        {"name": "created", "type": "timestamp", "nullable": True}]})}
+    table = posts(many_posts(20))[DatasetKind.ITEMS]
+    n = table.num_rows
+    table = table.append_column("site", pa.array([["cooking", "x"] if i % 2 else None for i in range(n)],
+                                                 pa.list_(pa.string())))
+    table = table.append_column("created", pa.array([1_593_615_120_000_000] * n, pa.timestamp("us", "UTC")))
+    split = get_protocol("post-holdout").split({DatasetKind.ITEMS: table}, schemas,
+                                               EvaluationConfig(test_fraction=0.25, min_test_users=3))
+    assert split.description["context_fields"] == ["site", "created"]
+    assert all(q.fields["created"].startswith("2020-07-01T14:52") for q in split.queries)
+    sites = {q.fields.get("site") for q in split.queries}
+    assert sites <= {"cooking x", None} and "cooking x" in sites
+    assert all(set(q.fields) <= {"title", "content", "site", "created"} for q in split.queries)
+
+
 def test_post_holdout_scores_the_model_next_to_the_baseline() -> None:
     protocol = get_protocol("post-holdout")
     config = EvaluationConfig(test_fraction=0.25, min_test_users=3)

@@ -6,7 +6,9 @@ tag) is held out of training, as the paper's 9:1 train/test split (Table 1); for
 the tagged posts (and at least one post always trains). The draw depends only on the posts' ids
 and the seed, not on row order. Each held-out post asks what a campaign's ``generate-tags``
 request for it would: its text fields by name (`fields`, e.g. title and content, as in the items
-dataset; not also joined into `text`, so no recipe reads the post twice), no item id, no chosen
+dataset; not also joined into `text`, so no recipe reads the post twice) and its other plain
+fields (no role: a site, a location, a time; as text, a list's values joined by spaces, a time in
+ISO 8601) that a context-aware recipe reads (SOG §3.4), no item id, no chosen
 tag, for a set of K = max(ks) tags (the paper generates 5, §4.1.4; capped at 100, the most a
 request may ask). Its true tags are the relevant ones, tags never seen in training included (they
 count against recall: ``test_tags_unseen_in_training`` says how many).
@@ -22,6 +24,7 @@ baseline is the task's ``tag-cooccurrence`` recipe fitted on the same training p
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -70,9 +73,11 @@ class PostHoldout(Protocol):
         held = np.zeros(items.num_rows, dtype=bool)
         held[test_rows] = True
         train = items.filter(pa.array(~held))
-        texts = items.select(fields).take(pa.array(test_rows)).to_pylist()
+        context = [f.name for f in schema.fields if f.role is None and f.name not in fields]
+        texts = items.select(fields + context).take(pa.array(test_rows)).to_pylist()
         size = min(max(self.ks(config)), MAX_SET_SIZE)
-        queries = [Query(fields={f: v for f, v in post.items() if v}, num_results=size) for post in texts]
+        queries = [Query(fields={f: _as_text(v) for f, v in post.items() if v not in (None, "", [])},
+                         num_results=size) for post in texts]
         relevant = [list(dict.fromkeys(t or ())) for t in lists.take(pa.array(test_rows)).to_pylist()]
         known = set(pc.unique(pc.list_flatten(tag_lists(train.column(tags_col)))).to_pylist())
         vocabulary = len(known)
@@ -92,6 +97,7 @@ class PostHoldout(Protocol):
             "train_posts": train.num_rows,
             "set_size": size,
             "text_fields": fields,
+            "context_fields": context,
             "tags_col": tags_col,
             "relevant_per_case": float(np.mean([len(r) for r in relevant])),
             "training_tags": vocabulary,
@@ -111,3 +117,12 @@ class PostHoldout(Protocol):
         metrics = ranking_metrics(ranked, dict(enumerate(split.relevant)), ks,
                                   catalog_size=split.catalog_size)
         return {**metrics, **set_metrics([a.ids for a in answers], split.relevant, ks)}
+
+
+def _as_text(value: object) -> str:
+    """A field's value as a request's text field: a list's values joined by spaces, a time in ISO 8601."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value if v is not None)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
