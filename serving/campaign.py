@@ -236,6 +236,11 @@ class CampaignServer:
             return _error(413, "payload_too_large", f"request body exceeds {MAX_BODY_BYTES} bytes")
         model = VERB_REQUESTS[path]
         try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:  # JSON is UTF-8 (RFC 8259 §8.1): say where it is not
+            return _error(400, "invalid_json", f"request body is not UTF-8: byte 0x{body[e.start]:02x} at "
+                          f"position {e.start} ({e.reason})")
+        try:
             req = model.model_validate_json(body, strict=True)  # `true` or "5" is no integer
         except ValidationError as e:
             return _validation_error(e)

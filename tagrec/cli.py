@@ -1430,7 +1430,8 @@ def _print_demo(task: Any, sv: dict[str, Any]) -> None:
             out.print(f"({len(sv['fallback_users'])} of them got the fallback: not compared)")
     elif task == TaskId.TAG_SET:
         for post in sv["posts"]:
-            out.print(f"post {post['title']!r}: generated {post['generated']} "
+            seen = "held-out post" if post.get("held_out") else "post"
+            out.print(f"{seen} {post['title']!r}: generated {post['generated']} "
                       f"(its tags: {post['true_tags']})")
     else:
         for k, step in enumerate(sv["steps"]):

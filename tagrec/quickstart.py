@@ -39,6 +39,7 @@ from sdk.types import DatasetKind, Role, Schema
 
 __all__ = ["DEFAULT_RECIPES", "QUICK_HYPERPARAMETERS", "Prepared", "demo", "prepare"]
 
+HELD_OUT_POSTS = 3  # stackexchange: posts kept out of the import, for the demo to tag
 ITEM_TAGS_TRIES = 10  # users asked about one item until two rankings differ
 MAX_TAGS = 500  # a recommend-tags request's num_results limit: every candidate of the item
 
@@ -88,9 +89,37 @@ def prepare(data: str, out_dir: str | Path, seed: int = 0, task: TaskId | None =
         converted = module.convert(path, out_dir, **extra)
         notes = {k: getattr(converted, k) for k in ("format", "stats", "skipped_rows")
                  if hasattr(converted, k)}
+        if kind == "stackexchange":  # the demo asks about posts the campaign's model never saw
+            notes["held_out_posts"] = _hold_out_posts(converted.items, converted.schemas[DatasetKind.ITEMS])
         return Prepared(kind, dict(converted.paths), dict(converted.schemas), notes)
     raise ValueError(f"--data must be synthetic, movielens:PATH, hetrec:PATH, stackexchange:PATH or "
                      f"intents:PATH, got {data!r}")
+
+
+def _hold_out_posts(path: Path, schema: Schema, n: int = HELD_OUT_POSTS) -> list[dict[str, Any]]:
+    """The last `n` posts with text and tags, taken out of the items file (so neither the
+    evaluated nor the served model trains on them): each one's text fields and true tags. A file
+    of fewer than 2n such posts keeps them all (and none is held out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    text_cols = [f.name for f in schema.fields if f.type.value == "text"]
+    tags = schema.field_for(Role.TAGS)
+    if tags is None or not text_cols:
+        return []
+    has_tags = pc.fill_null(pc.greater(pc.list_value_length(table.column(tags.name)), 0), False)
+    rows = [i for i in pc.indices_nonzero(has_tags).to_pylist()
+            if any(table.column(c)[i].is_valid and table.column(c)[i].as_py() for c in text_cols)]
+    if len(rows) < 2 * n:
+        return []
+    held = rows[-n:]
+    keep = pa.array([i not in set(held) for i in range(table.num_rows)])
+    posts = [{"fields": {c: str(r[c])[:2000] for c in text_cols if r.get(c)}, "tags": list(r[tags.name])}
+             for r in table.take(held).to_pylist()]
+    pq.write_table(table.filter(keep), path)
+    return posts
 
 
 def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
@@ -155,9 +184,11 @@ def sample(prepared: Prepared, limit: int = 2000) -> dict[str, Any]:
     text_cols = [f.name for f in prepared.schemas[DatasetKind.ITEMS].fields if f.type.value == "text"] \
         if DatasetKind.ITEMS in prepared.schemas else []
     tag_col = col(DatasetKind.ITEMS, Role.TAGS)
-    out["posts"] = [{"fields": {c: str(r[c])[:2000] for c in text_cols if r.get(c)},
-                     "tags": list(r.get(tag_col) or []) if tag_col else []}
-                    for r in items[-20:] if any(r.get(c) for c in text_cols)]
+    out["posts"] = prepared.notes.get("held_out_posts") or [
+        {"fields": {c: str(r[c])[:2000] for c in text_cols if r.get(c)},
+         "tags": list(r.get(tag_col) or []) if tag_col else []}
+        for r in items[-20:] if any(r.get(c) for c in text_cols)]
+    out["posts_held_out"] = bool(prepared.notes.get("held_out_posts"))
     return out
 
 
@@ -239,6 +270,7 @@ def demo(task: TaskId, client: Client, group: str, campaign: str, facts: dict[st
     if task == TaskId.TAG_SET:
         posts = facts["posts"][:3]
         shown = [{"title": next(iter(p["fields"].values()), "")[:80], "true_tags": p["tags"],
+                  "held_out": bool(facts.get("posts_held_out")),
                   "generated": [t.tag for t in c.generate_tags(group, campaign, fields=p["fields"]).tags]}
                  for p in posts]
         return {"posts": shown, **_latency(

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from sdk import NotFoundError
-from tagrec.quickstart import QUICK_HYPERPARAMETERS
+from tagrec.quickstart import HELD_OUT_POSTS, QUICK_HYPERPARAMETERS
 from tests.conftest import SHARED_DATA, Platform, unique
 from tests.integration.test_cli import platform_env, run, table_rows
 from tests.integration.test_session_tags_ray import CORPUS
@@ -106,6 +106,7 @@ def check_tag_set(result: dict) -> list[dict]:
     assert result["evaluation"]["protocol"] == "post-holdout" and set(result["datasets"]) == {"items"}
     posts = result["serving"]["posts"]
     assert len(posts) == 3 and all(p["title"] and p["true_tags"] and len(p["generated"]) == 5 for p in posts)
+    assert all(p["held_out"] for p in posts), "the demo's posts are kept out of the import"
     return posts
 
 
@@ -169,7 +170,7 @@ def test_quickstart_on_a_stackexchange_csv(ray_platform: Platform, tmp_path: Pat
     csv = stackexchange_csv(tmp_path / "se")
     result = quickstart(ray_platform, tmp_path / "home", f"stackexchange:{csv}")
     posts = check_tag_set(result)
-    assert result["datasets"]["items"]["rows"] == 300
+    assert result["datasets"]["items"]["rows"] == 300 - HELD_OUT_POSTS
     assert all(p["generated"][0] in p["true_tags"] for p in posts), posts  # the planted topic first
 
 
@@ -202,7 +203,7 @@ def test_quickstart_sog_tags_posts_and_prints_the_command_that_tags_a_text(ray_p
         assert set(version.baselines) == {"tag-cooccurrence"} and version.metrics, version.baselines
         lines = proc.stdout.splitlines()
         assert any(line.startswith(f"sog (tag-set) version {version.name}: post-holdout (") for line in lines)
-        posts = [line for line in lines if line.startswith("post '")]
+        posts = [line for line in lines if line.startswith("held-out post '")]
         assert len(posts) == 3 and all("generated ['" in p and "(its tags: ['" in p for p in posts), posts
         (command,) = [line.partition("tag your own text: ")[2] for line in lines
                       if line.startswith("tag your own text: ")]
@@ -242,7 +243,7 @@ def test_quickstart_on_the_shared_data(ray_platform: Platform, tmp_path: Path, k
         assert result["datasets"]["interactions"]["rows"] == 47_957
     elif kind == "stackexchange":
         check_tag_set(result)
-        assert result["datasets"]["items"]["rows"] == 2_771
+        assert result["datasets"]["items"]["rows"] == 2_771 - HELD_OUT_POSTS
     else:
         domains = json.loads((SHARED_DATA / folder / "domains.json").read_text())
         check_session_tags(result, set(domains))
